@@ -1,0 +1,142 @@
+"""Model cards (CONTRACT §3) and the models folder: pure data, no model runtime.
+
+A model is a folder `NAME/` holding `model.onnx`, `model.json` (the card) and its labels file.
+The API lists and validates against cards; only the worker opens `model.onnx`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from glimpse.errors import ModelError, NotFound
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class ModelCard(BaseModel):
+    """How to feed a model and read what it says."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input_name: str
+    layout: Literal["NCHW"] = "NCHW"
+    input_size: tuple[int, int] = Field(description="(height, width) of the model input")
+    resize: Literal["squash", "shorter_side"] = "squash"
+    resize_shorter_to: int | None = Field(
+        default=None, description="shorter_side: resize to this, then center-crop input_size"
+    )
+    scale: float = Field(default=1 / 255, description="multiplies 0..255 pixel values")
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    channel_order: Literal["RGB", "BGR"] = "RGB"
+    output_name: str
+    output_kind: Literal["logits", "probabilities"] = "logits"
+    num_classes: int = Field(gt=0)
+    labels_file: str | None = "labels.txt"
+    description: str = ""
+
+
+PRESETS: dict[str, dict[str, object]] = {
+    # torchvision / ONNX model zoo ImageNet convention.
+    "imagenet": {
+        "input_size": (224, 224),
+        "resize": "shorter_side",
+        "resize_shorter_to": 256,
+        "scale": 1 / 255,
+        "mean": IMAGENET_MEAN,
+        "std": IMAGENET_STD,
+        "channel_order": "RGB",
+        "output_kind": "logits",
+    },
+    # The shared EfficientNet-Lite0 was checked with a plain 224x224 resize.
+    "imagenet-squash": {
+        "input_size": (224, 224),
+        "resize": "squash",
+        "scale": 1 / 255,
+        "mean": IMAGENET_MEAN,
+        "std": IMAGENET_STD,
+        "channel_order": "RGB",
+        "output_kind": "logits",
+    },
+}
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    name: str
+    folder: Path
+    card: ModelCard
+
+    @property
+    def onnx_path(self) -> Path:
+        return self.folder / "model.onnx"
+
+    @cached_property
+    def labels(self) -> list[str]:
+        if self.card.labels_file is None:
+            return [str(i) for i in range(self.card.num_classes)]
+        path = self.folder / self.card.labels_file
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise ModelError(f"model {self.name!r}: cannot read labels {path}: {exc}") from exc
+        labels = [line.strip() for line in lines if line.strip()]
+        if len(labels) != self.card.num_classes:
+            raise ModelError(
+                f"model {self.name!r}: {len(labels)} labels for {self.card.num_classes} classes"
+            )
+        return labels
+
+
+def check_name(name: str) -> str:
+    """Model names are folder names: no separators, no '..', nothing that leaves the folder."""
+    if not NAME_PATTERN.match(name) or name in {".", ".."}:
+        raise NotFound(f"model name {name!r} is not a valid model name")
+    return name
+
+
+class ModelRegistry:
+    """The models folder: `NAME/model.json` cards, read on each call (folders may change)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def get(self, name: str) -> RegisteredModel:
+        folder = self.root / check_name(name)
+        card_path = folder / "model.json"
+        if not card_path.is_file():
+            raise NotFound(f"no model named {name!r} in {self.root}")
+        try:
+            card = ModelCard.model_validate(json.loads(card_path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, ValidationError) as exc:
+            raise ModelError(f"model {name!r}: bad card {card_path}: {exc}") from exc
+        return RegisteredModel(name=name, folder=folder, card=card)
+
+    def names(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(
+            p.name
+            for p in self.root.iterdir()
+            if (p / "model.json").is_file() and NAME_PATTERN.match(p.name)
+        )
+
+    def all(self) -> list[RegisteredModel]:
+        return [self.get(name) for name in self.names()]
+
+    def write(self, name: str, card: ModelCard) -> Path:
+        folder = self.root / check_name(name)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "model.json"
+        path.write_text(card.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        return path

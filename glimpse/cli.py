@@ -1,0 +1,40 @@
+"""`glimpse` command line (CONTRACT §2): explain, up, models add/list/fetch.
+
+Each subcommand lives in glimpse/commands/; errors end as one line on stderr and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from glimpse.errors import GlimpseError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from glimpse.commands import explain, models, up
+
+    parser = argparse.ArgumentParser(prog="glimpse", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    explain.register(sub)
+    up.register(sub)
+    models.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except GlimpseError as exc:
+        print(f"glimpse: {exc.title.lower()}: {exc.detail}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("glimpse: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

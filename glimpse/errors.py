@@ -1,0 +1,66 @@
+"""Domain errors, each carrying the HTTP status it maps to.
+
+    GlimpseError (500)
+    ├── BadRequest (400)            malformed body, broken JSON
+    ├── NotFound (404)              unknown job or artifact
+    ├── PayloadTooLarge (413)       too many bytes or pixels
+    ├── UnsupportedImage (415)      not a decodable image of an accepted format
+    ├── InvalidParams (422)         params that fail validation; carries `errors`
+    ├── ServiceUnavailable (503)    Redis unreachable, queue full; carries `retry_after`
+    └── ModelError (500)            a model folder or card that cannot be used
+
+The API renders them as problem+json; the CLI prints `title: detail` and exits non-zero.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class GlimpseError(Exception):
+    status = 500
+    title = "Internal error"
+
+    def __init__(self, detail: str, *, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = errors
+
+
+class BadRequest(GlimpseError):
+    status = 400
+    title = "Malformed request"
+
+
+class NotFound(GlimpseError):
+    status = 404
+    title = "Not found"
+
+
+class PayloadTooLarge(GlimpseError):
+    status = 413
+    title = "Payload too large"
+
+
+class UnsupportedImage(GlimpseError):
+    status = 415
+    title = "Unsupported image"
+
+
+class InvalidParams(GlimpseError):
+    status = 422
+    title = "Invalid parameters"
+
+
+class ServiceUnavailable(GlimpseError):
+    status = 503
+    title = "Service unavailable"
+
+    def __init__(self, detail: str, *, retry_after: int = 5) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+class ModelError(GlimpseError):
+    status = 500
+    title = "Model unusable"

@@ -1,0 +1,107 @@
+"""Decoding uploads into RGB arrays, with the limits checked before the pixels are decoded."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from glimpse.errors import PayloadTooLarge, UnsupportedImage
+
+ACCEPTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "BMP", "TIFF", "MPO"})
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    pixels: np.ndarray  # (H, W, 3) uint8 RGB, EXIF orientation applied
+    format: str
+    sha256: str
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def decode_image(data: bytes, *, max_pixels: int) -> DecodedImage:
+    """Bytes of a JPEG/PNG/WebP/BMP/TIFF file -> RGB uint8.
+
+    Raises UnsupportedImage (415) for anything that is not a single decodable still image of
+    an accepted format, PayloadTooLarge (413) when its header declares more than `max_pixels`.
+    """
+    if not data:
+        raise UnsupportedImage("the image is empty (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            fmt = img.format or "unknown"
+            if fmt not in ACCEPTED_FORMATS:
+                raise UnsupportedImage(
+                    f"image format {fmt} is not accepted; send JPEG, PNG, WebP, BMP or TIFF"
+                )
+            width, height = img.size
+            if width < 1 or height < 1:
+                raise UnsupportedImage(f"image has no pixels ({width}x{height})")
+            if width * height > max_pixels:
+                raise PayloadTooLarge(
+                    f"image is {width}x{height} = {width * height} pixels; "
+                    f"the limit is {max_pixels}"
+                )
+            if getattr(img, "n_frames", 1) > 1 and fmt != "MPO":
+                raise UnsupportedImage("animated or multi-frame images are not accepted")
+            img.load()
+            img = ImageOps.exif_transpose(img) or img
+            rgb = _to_rgb(img)
+    except (UnsupportedImage, PayloadTooLarge):
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise PayloadTooLarge(f"image declares too many pixels: {exc}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise UnsupportedImage(f"not a decodable image: {exc}") from None
+    return DecodedImage(pixels=rgb, format=fmt, sha256=sha256_hex(data))
+
+
+def _to_rgb(img: Image.Image) -> np.ndarray:
+    if img.mode in {"I;16", "I;16B", "I;16L", "I;16N", "I"}:
+        arr = np.asarray(img, dtype=np.float64)
+        peak = 65535.0 if arr.max(initial=0) > 255 else 255.0
+        gray = np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if img.mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        gray = np.zeros(arr.shape, np.uint8) if hi <= lo else ((arr - lo) / (hi - lo) * 255).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if img.mode in {"RGBA", "LA", "PA"} or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
+    return np.asarray(img.convert("RGB"))
+
+
+def encode_png(pixels: np.ndarray) -> bytes:
+    """(H, W, 3) uint8 or (H, W) uint16 -> PNG bytes."""
+    buf = io.BytesIO()
+    if pixels.ndim == 2 and pixels.dtype == np.uint16:
+        Image.fromarray(pixels, mode=None).save(buf, format="PNG")
+    else:
+        Image.fromarray(np.ascontiguousarray(pixels)).save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
+def decode_segments_png(data: bytes) -> np.ndarray:
+    """16-bit segment PNG -> (H, W) int32 label map."""
+    with Image.open(io.BytesIO(data)) as img:
+        return np.asarray(img).astype(np.int32)

@@ -1,0 +1,132 @@
+"""Explainer parameters: the `params` object of the contract, validated and normalised.
+
+Unknown keys are rejected (`extra="forbid"`); every default is filled in, so the normalised
+params of a job say exactly what ran.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from glimpse.errors import InvalidParams
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- segmentation -------------------------------------------------------------------------
+class Quickshift(_Strict):
+    algorithm: Literal["quickshift"] = "quickshift"
+    kernel_size: float = Field(default=4, gt=0, le=64)
+    max_dist: float = Field(default=200, gt=0)
+    ratio: float = Field(default=0.2, ge=0, le=1)
+
+
+class Slic(_Strict):
+    algorithm: Literal["slic"] = "slic"
+    n_segments: int = Field(default=50, ge=2, le=5000)
+    compactness: float = Field(default=10, gt=0)
+
+
+class Felzenszwalb(_Strict):
+    algorithm: Literal["felzenszwalb"] = "felzenszwalb"
+    scale: float = Field(default=100, gt=0)
+    sigma: float = Field(default=0.5, ge=0)
+    min_size: int = Field(default=50, ge=1)
+
+
+class Grid(_Strict):
+    algorithm: Literal["grid"] = "grid"
+    cell_size: int = Field(default=32, ge=2, le=4096)
+
+
+Segmentation = Annotated[Quickshift | Slic | Felzenszwalb | Grid, Field(discriminator="algorithm")]
+
+
+# --- background (what a hidden superpixel shows) --------------------------------------------
+class ConstantBackground(_Strict):
+    kind: Literal["constant"] = "constant"
+    rgb: tuple[
+        Annotated[int, Field(ge=0, le=255)],
+        Annotated[int, Field(ge=0, le=255)],
+        Annotated[int, Field(ge=0, le=255)],
+    ] = (0, 0, 0)
+
+
+class MeanBackground(_Strict):
+    kind: Literal["mean"] = "mean"
+
+
+class BlurBackground(_Strict):
+    kind: Literal["blur"] = "blur"
+    sigma: float = Field(default=10.0, gt=0, le=200)
+
+
+Background = Annotated[
+    ConstantBackground | MeanBackground | BlurBackground, Field(discriminator="kind")
+]
+
+
+# --- targets --------------------------------------------------------------------------------
+class TopK(_Strict):
+    top_k: int = Field(default=1, ge=1, le=20)
+
+
+class Classes(_Strict):
+    classes: list[Annotated[int, Field(ge=0)]] = Field(min_length=1, max_length=20)
+
+
+class LimeOptions(_Strict):
+    kernel_width: float = Field(default=0.25, gt=0)
+    alpha: float = Field(default=1.0, ge=0)
+    keep_probability: float = Field(default=0.5, gt=0, lt=1)
+
+
+Method = Literal["lime", "kernel_shap"]
+
+
+class ExplainParams(_Strict):
+    model: str | None = Field(default=None, min_length=1, max_length=100)
+    method: Method = "lime"
+    targets: TopK | Classes = TopK()
+    num_samples: int = Field(default=1000, ge=10, le=100_000)
+    batch_size: int | None = Field(default=None, ge=1, le=4096)
+    segmentation: Segmentation = Quickshift()
+    background: Background = ConstantBackground()
+    lime: LimeOptions = LimeOptions()
+    output_space: Literal["probability", "logit"] = "probability"
+    seed: int = Field(default=0, ge=0, le=2**63 - 1)
+    cache: bool = True
+
+    def cache_key(self, image_sha256: str) -> str:
+        """Identity of the computation: image, model and every param that changes numbers."""
+        body = self.model_dump(mode="json", exclude={"cache", "batch_size"})
+        text = json.dumps({"image": image_sha256, "params": body}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def parse_params(raw: Any, *, loc_prefix: tuple[str, ...] = ("params",)) -> ExplainParams:
+    """Validate a `params` object (dict or None); raise InvalidParams with `errors[].loc`."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise InvalidParams(
+            "params must be a JSON object",
+            errors=[{"loc": list(loc_prefix), "msg": "must be a JSON object"}],
+        )
+    try:
+        return ExplainParams.model_validate(raw)
+    except ValidationError as exc:
+        errors = [
+            {"loc": [*loc_prefix, *(str(p) for p in e["loc"])], "msg": e["msg"]}
+            for e in exc.errors(include_url=False)
+        ]
+        first = errors[0]
+        raise InvalidParams(
+            f"{'.'.join(first['loc'])}: {first['msg']}", errors=errors
+        ) from None

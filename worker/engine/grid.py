@@ -1,0 +1,51 @@
+"""The model-input grid: the card's resize / crop / normalisation applied to images and maps."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from glimpse.cards import ModelCard
+
+
+class InputGrid:
+    """Maps original-size images and label maps onto the model's (h, w) input grid."""
+
+    def __init__(self, card: ModelCard, image_shape: tuple[int, int]) -> None:
+        self.card = card
+        self.height, self.width = card.input_size
+        src_h, src_w = image_shape
+        if card.resize == "squash":
+            self.resized = (self.width, self.height)
+            self.crop = (0, 0, self.width, self.height)
+        else:
+            shorter = card.resize_shorter_to or max(self.height, self.width)
+            factor = shorter / min(src_h, src_w)
+            new_w = max(self.width, round(src_w * factor))
+            new_h = max(self.height, round(src_h * factor))
+            left = (new_w - self.width) // 2
+            top = (new_h - self.height) // 2
+            self.resized = (new_w, new_h)
+            self.crop = (left, top, left + self.width, top + self.height)
+        mean = np.asarray(card.mean, np.float32)
+        std = np.asarray(card.std, np.float32)
+        order = [2, 1, 0] if card.channel_order == "BGR" else [0, 1, 2]
+        self._order = order
+        self._mul = (card.scale / std)[order].astype(np.float32)
+        self._add = (-mean / std)[order].astype(np.float32)
+
+    def image(self, pixels: np.ndarray) -> np.ndarray:
+        """(H, W, 3) float or uint8 0..255 RGB -> (3, h, w) float32, normalised as the card says."""
+        channels = []
+        for c in self._order:
+            plane = Image.fromarray(np.ascontiguousarray(pixels[:, :, c], dtype=np.float32))
+            plane = plane.resize(self.resized, Image.Resampling.BILINEAR).crop(self.crop)
+            channels.append(np.asarray(plane, np.float32))
+        stacked = np.stack(channels)
+        return stacked * self._mul[:, None, None] + self._add[:, None, None]
+
+    def labels(self, labels: np.ndarray) -> np.ndarray:
+        """(H, W) int label map -> (h, w) int32, nearest neighbour, same crop as the image."""
+        img = Image.fromarray(labels.astype(np.int32))
+        img = img.resize(self.resized, Image.Resampling.NEAREST).crop(self.crop)
+        return np.asarray(img).astype(np.int32)

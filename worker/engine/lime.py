@@ -1,0 +1,37 @@
+"""LIME with lime_image's semantics: Bernoulli coalitions, cosine-distance kernel, weighted Ridge."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from worker.engine.coalitions import Coalitions, Fit
+from worker.engine.regression import weighted_ridge
+
+
+@dataclass(frozen=True)
+class Lime:
+    """kernel_width 0.25, alpha 1 and keep_probability 0.5 are lime_image's defaults."""
+
+    kernel_width: float = 0.25
+    alpha: float = 1.0
+    keep_probability: float = 0.5
+
+    def sample(self, n_segments: int, budget: int, rng: np.random.Generator) -> Coalitions:
+        """Row 0 is the unperturbed image, as in lime_image; the rest keep each superpixel with p."""
+        z = rng.random((budget, n_segments)) < self.keep_probability
+        z[0] = True
+        return Coalitions(z=z, weights=self.kernel(z))
+
+    def kernel(self, z: np.ndarray) -> np.ndarray:
+        """sqrt(exp(-d²/width²)) of the cosine distance d between each row and all-on."""
+        on = z.sum(axis=1)
+        distance = 1.0 - np.sqrt(on / z.shape[1])
+        return np.sqrt(np.exp(-(distance**2) / self.kernel_width**2))
+
+    def fit(
+        self, coalitions: Coalitions, y: np.ndarray, f_full: np.ndarray, f_empty: np.ndarray | None
+    ) -> Fit:
+        coef, intercept, r2 = weighted_ridge(coalitions.z, y, coalitions.weights, self.alpha)
+        return Fit(weights=coef, base_value=intercept, score=r2)

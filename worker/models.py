@@ -1,0 +1,64 @@
+"""Loading registered models into a runtime, and keeping them warm across jobs."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from glimpse.cards import ModelRegistry, RegisteredModel
+from glimpse.errors import ModelError
+from glimpse.settings import Settings
+from worker.runtime.onnx import OnnxRuntimeModel
+
+
+@dataclass
+class LoadedModel:
+    registered: RegisteredModel
+    runtime: OnnxRuntimeModel
+    mtime_ns: int
+
+    @property
+    def name(self) -> str:
+        return self.registered.name
+
+
+def load_model(registered: RegisteredModel, settings: Settings) -> LoadedModel:
+    path = registered.onnx_path
+    if not path.is_file():
+        raise ModelError(f"model {registered.name!r} has no model.onnx in {registered.folder}")
+    runtime = OnnxRuntimeModel(
+        path,
+        registered.card,
+        providers=settings.providers,
+        intra_op_threads=settings.intra_op_threads,
+    )
+    registered.labels  # read and check the labels now, not in the middle of a job
+    return LoadedModel(registered=registered, runtime=runtime, mtime_ns=path.stat().st_mtime_ns)
+
+
+class WarmModels:
+    """Sessions built once per model in the process that runs the jobs; reloaded when the
+    model file changes on disk."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.registry = ModelRegistry(settings.models_dir)
+        self._models: dict[str, LoadedModel] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> LoadedModel:
+        registered = self.registry.get(name)
+        with self._lock:
+            cached = self._models.get(name)
+            if cached is not None and cached.mtime_ns == _mtime(registered):
+                return cached
+            loaded = load_model(registered, self.settings)
+            self._models[name] = loaded
+            return loaded
+
+
+def _mtime(registered: RegisteredModel) -> int:
+    try:
+        return registered.onnx_path.stat().st_mtime_ns
+    except OSError:
+        return -1

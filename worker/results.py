@@ -1,0 +1,60 @@
+"""Turning the engine's numbers into the contract's `result` object."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from glimpse.images import DecodedImage
+from glimpse.params import ExplainParams
+from glimpse.result import (
+    ClassExplanation,
+    ExplanationResult,
+    ImageInfo,
+    ModelRef,
+    Prediction,
+    SegmentsInfo,
+    Stats,
+)
+from worker.engine.explain import Explanation
+
+
+def build_result(
+    explanation: Explanation,
+    *,
+    model_name: str,
+    runtime: str,
+    labels: list[str],
+    image: DecodedImage,
+    params: ExplainParams,
+) -> ExplanationResult:
+    score = explanation.score
+    return ExplanationResult(
+        model=ModelRef(name=model_name, runtime=runtime),
+        method=params.method,
+        image=ImageInfo(width=image.width, height=image.height, sha256=image.sha256),
+        predictions=[
+            Prediction(class_index=i, label=labels[i], probability=p)
+            for i, p in explanation.predictions
+        ],
+        segments=SegmentsInfo(
+            count=explanation.n_segments, algorithm=params.segmentation.algorithm
+        ),
+        explanations=[
+            ClassExplanation(
+                class_index=int(c),
+                label=labels[int(c)],
+                probability=float(explanation.target_probabilities[k]),
+                weights=[float(w) for w in explanation.weights[k]],
+                base_value=float(explanation.base_value[k]),
+                score=None if score is None else float(np.nan_to_num(score[k])),
+            )
+            for k, c in enumerate(explanation.targets)
+        ],
+        stats=Stats(
+            model_evaluations=explanation.model_evaluations,
+            seconds=round(explanation.seconds, 4),
+            batch_size=explanation.batch_size,
+            segmentation_seconds=round(explanation.segmentation_seconds, 4),
+            evaluation_seconds=round(explanation.evaluation_seconds, 4),
+        ),
+    )
