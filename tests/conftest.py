@@ -9,6 +9,9 @@ import pytest
 
 from glimpse.cards import PRESETS, ModelCard, ModelRegistry
 
+# Fixtures of the end-to-end API/worker tests (real redis-server, uvicorn, RQ worker).
+pytest_plugins = ["api_fixtures"]
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_MODELS = (REPO.parent / "shared" / "models").resolve()
 EFFICIENTNET = SHARED_MODELS / "efficientnet-lite0.onnx"

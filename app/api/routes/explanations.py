@@ -1,0 +1,169 @@
+"""`/v1/explanations`: submit, read, cancel/delete, and the artifacts of a finished job."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from app import explanations as service
+from app.api.deps import QueueDep, RegistryDep, SettingsDep, StoreDep
+from app.openapi_docs import (
+    ARTIFACT_ERRORS,
+    GET_ERRORS,
+    SUBMIT_ERRORS,
+    SUBMIT_REQUEST_BODY,
+    problem_responses,
+)
+from app.schemas import Job
+from app.uploads import read_submission
+from glimpse.render import Style
+
+router = APIRouter(prefix="/v1/explanations", tags=["explanations"])
+
+JobId = Annotated[str, Path(description="the job id (32 hex digits)")]
+
+
+@router.post(
+    "",
+    response_model=Job,
+    status_code=202,
+    summary="Submit an image to explain",
+    description=(
+        "Send the image as multipart/form-data (`image` file part, optional `params` JSON "
+        "string part) or as JSON `{\"image_b64\", \"params\"}`. Answers 202 with the new job "
+        "and `Location`, or 200 with an identical earlier job (same image bytes, model and "
+        "normalized params; not failed or canceled) unless `params.cache` is false."
+    ),
+    responses={
+        200: {"model": Job, "description": "An identical earlier job (cache hit)."},
+        202: {
+            "description": "A new job, queued.",
+            "headers": {
+                "Location": {"description": "/v1/explanations/{id}", "schema": {"type": "string"}}
+            },
+        },
+        **problem_responses(SUBMIT_ERRORS),
+    },
+    openapi_extra={"requestBody": SUBMIT_REQUEST_BODY},
+)
+async def submit_explanation(
+    request: Request,
+    settings: SettingsDep,
+    store: StoreDep,
+    queue: QueueDep,
+    registry: RegistryDep,
+) -> Any:
+    submission = await read_submission(request, settings.max_upload_bytes)
+    job, created = await run_in_threadpool(
+        service.submit,
+        submission,
+        settings=settings,
+        store=store,
+        queue=queue,
+        registry=registry,
+    )
+    body = service.resource(job).model_dump(mode="json")
+    location = f"/v1/explanations/{job.id}"
+    return JSONResponse(body, status_code=202 if created else 200, headers={"Location": location})
+
+
+@router.get(
+    "/{job_id}",
+    response_model=Job,
+    summary="The job: status, progress, normalized params, error or result",
+    responses=problem_responses(GET_ERRORS),
+)
+def get_explanation(job_id: JobId, store: StoreDep) -> Job:
+    return service.resource(service.get(store, job_id))
+
+
+@router.delete(
+    "/{job_id}",
+    status_code=204,
+    response_class=Response,
+    summary="Cancel a queued or running job and delete it and its data",
+    responses=problem_responses(GET_ERRORS),
+)
+def delete_explanation(job_id: JobId, store: StoreDep, queue: QueueDep) -> Response:
+    service.delete(store, queue, job_id)
+    return Response(status_code=204)
+
+
+@router.get(
+    "/{job_id}/segments.png",
+    response_class=Response,
+    summary="Superpixel ids: 16-bit grayscale PNG at the original size",
+    responses={
+        200: {"content": {"image/png": {}}, "description": "each pixel holds its superpixel id"},
+        **problem_responses(ARTIFACT_ERRORS),
+    },
+)
+def get_segments(job_id: JobId, store: StoreDep) -> Response:
+    return Response(service.segments_png(store, job_id), media_type="image/png")
+
+
+@router.get(
+    "/{job_id}/attribution.npy",
+    response_class=Response,
+    summary="Attribution maps: float32 [K, H, W] in NumPy .npy format",
+    responses={
+        200: {
+            "content": {"application/octet-stream": {}},
+            "description": "one map per explained class, in `explanations` order",
+        },
+        **problem_responses(ARTIFACT_ERRORS),
+    },
+)
+def get_attribution(job_id: JobId, store: StoreDep) -> Response:
+    return Response(
+        service.attribution_npy(store, job_id),
+        media_type="application/octet-stream",
+        headers={"Content-Disposition": f'attachment; filename="{job_id}-attribution.npy"'},
+    )
+
+
+@router.get(
+    "/{job_id}/overlay.png",
+    response_class=Response,
+    summary="The explanation drawn over the photo, at the original size",
+    responses={
+        200: {"content": {"image/png": {}}, "description": "the rendered overlay"},
+        **problem_responses(ARTIFACT_ERRORS),
+    },
+)
+def get_overlay(
+    job_id: JobId,
+    store: StoreDep,
+    settings: SettingsDep,
+    class_index: Annotated[
+        int | None,
+        Query(ge=0, description="an explained class; default: the first in `explanations`"),
+    ] = None,
+    style: Annotated[
+        Style,
+        Query(description="heatmap (diverging colours), boundaries (lime), highlight (top %)"),
+    ] = "heatmap",
+    negative: Annotated[
+        bool, Query(description="boundaries: also outline the most negative superpixels")
+    ] = False,
+    num_features: Annotated[
+        int, Query(ge=1, le=1000, description="boundaries: how many superpixels to outline")
+    ] = 5,
+    percentile: Annotated[
+        float, Query(ge=0, le=100, description="highlight: tint superpixels above this percentile")
+    ] = 95.0,
+) -> Response:
+    png = service.overlay_png(
+        store,
+        settings,
+        job_id,
+        class_index=class_index,
+        style=style,
+        negative=negative,
+        num_features=num_features,
+        percentile=percentile,
+    )
+    return Response(png, media_type="image/png")

@@ -1,0 +1,218 @@
+"""What the explanation routes do: submit, read, delete, and the artifacts of a finished job.
+
+Validation happens here, before anything is queued: params, the model (from its card; the API
+never loads a model runtime), class indices, and the image (decoded once, then dropped).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from typing import Any
+
+import numpy as np
+from rq import Queue
+from rq.callbacks import Callback
+from rq.exceptions import NoSuchJobError
+from rq.job import Job as RQJob
+
+from app.schemas import Job
+from app.uploads import Submission
+from glimpse.cards import ModelRegistry
+from glimpse.errors import GlimpseError, InvalidParams, NotFound, ServiceUnavailable
+from glimpse.images import decode_image, decode_segments_png, encode_png
+from glimpse.params import Classes, ExplainParams, parse_params
+from glimpse.render import Style, attribution_map, render_overlay
+from glimpse.result import ClassExplanation, ExplanationResult
+from glimpse.settings import Settings
+from glimpse.store import JobRecord, JobStore
+
+log = logging.getLogger("glimpse.api")
+
+JOB_FUNCTION = "worker.jobs.run_explanation"
+FAILURE_CALLBACK = "worker.jobs.on_failure"
+
+
+class NotFinished(GlimpseError):
+    status = 409
+    title = "Not finished"
+
+
+def normalize(raw: Any, settings: Settings, registry: ModelRegistry) -> ExplainParams:
+    """Validated params with the server's defaults (model, batch size) filled in."""
+    params = parse_params(raw)
+    name = params.model or settings.default_model
+    try:
+        model = registry.get(name)
+    except NotFound:
+        raise InvalidParams(
+            f"params.model: no model named {name!r}; GET /v1/models lists them",
+            errors=[{"loc": ["params", "model"], "msg": f"unknown model {name!r}"}],
+        ) from None
+    n = model.card.num_classes
+    if isinstance(params.targets, Classes):
+        bad = [c for c in params.targets.classes if c >= n]
+        if bad:
+            raise InvalidParams(
+                f"params.targets.classes: {bad} out of range; model {name!r} has {n} classes",
+                errors=[{"loc": ["params", "targets", "classes"], "msg": f"must be < {n}"}],
+            )
+    return params.model_copy(
+        update={"model": name, "batch_size": params.batch_size or settings.batch_size}
+    )
+
+
+def submit(
+    submission: Submission,
+    *,
+    settings: Settings,
+    store: JobStore,
+    queue: Queue,
+    registry: ModelRegistry,
+) -> tuple[JobRecord, bool]:
+    """(the job, whether it is new). An identical earlier job is reused unless cache=false."""
+    params = normalize(submission.params, settings, registry)
+    image = decode_image(submission.image, max_pixels=settings.max_image_pixels)
+    cache_key = params.cache_key(image.sha256)
+    if params.cache:
+        existing = store.cached(cache_key)
+        if existing is not None:
+            return existing, False
+    if queue.count >= settings.max_queue_length:
+        raise ServiceUnavailable(
+            f"the queue is full ({settings.max_queue_length} jobs waiting); try again later",
+            retry_after=settings.retry_after_s,
+        )
+    job = store.create(
+        image=submission.image,
+        sha256=image.sha256,
+        params=params.model_dump(mode="json"),
+        cache_key=cache_key,
+        total=params.num_samples,
+    )
+    try:
+        queue.enqueue_call(
+            JOB_FUNCTION,
+            args=[job.id],
+            job_id=job.id,
+            timeout=settings.job_timeout_s,
+            ttl=settings.result_ttl_s,
+            result_ttl=600,
+            failure_ttl=settings.result_ttl_s,
+            on_failure=Callback(FAILURE_CALLBACK),
+            description=f"explain {params.method} {params.model} {image.sha256[:12]}",
+        )
+    except Exception:
+        store.delete(job.id)
+        raise
+    return job, True
+
+
+def get(store: JobStore, job_id: str) -> JobRecord:
+    job = store.get(job_id)
+    if job is None:
+        raise NotFound(f"no explanation job {job_id!r}")
+    return job
+
+
+def resource(job: JobRecord) -> Job:
+    return Job.model_validate(
+        {
+            "id": job.id,
+            "status": job.status,
+            "created_at": job.created_at,
+            "started_at": job.started_at,
+            "finished_at": job.finished_at,
+            "progress": {"done": job.done, "total": job.total},
+            "params": job.params,
+            "error": job.error,
+            "result": (
+                ExplanationResult.model_validate_json(job.result_json) if job.result_json else None
+            ),
+        }
+    )
+
+
+def delete(store: JobStore, queue: Queue, job_id: str) -> None:
+    """Cancel and delete. A queued job leaves the queue; a running one stops at its next
+    progress report, when its worker finds the job gone."""
+    status = store.delete(job_id)
+    if status is None:
+        raise NotFound(f"no explanation job {job_id!r}")
+    if status == "queued":
+        with contextlib.suppress(NoSuchJobError):
+            RQJob.fetch(job_id, connection=queue.connection, serializer=queue.serializer).delete()
+
+
+def finished(store: JobStore, job_id: str) -> tuple[JobRecord, ExplanationResult]:
+    job = get(store, job_id)
+    if job.status != "finished" or job.result_json is None:
+        raise NotFinished(
+            f"job {job_id} is {job.status}; its artifacts exist once it is finished"
+        )
+    return job, ExplanationResult.model_validate_json(job.result_json)
+
+
+def segments_png(store: JobStore, job_id: str) -> bytes:
+    finished(store, job_id)
+    data = store.segments_png(job_id)
+    if data is None:
+        raise NotFound(f"the segments of job {job_id} are gone")
+    return data
+
+
+def _segments(store: JobStore, job_id: str) -> np.ndarray:
+    return decode_segments_png(segments_png(store, job_id))
+
+
+def attribution_npy(store: JobStore, job_id: str) -> bytes:
+    _, result = finished(store, job_id)
+    segments = _segments(store, job_id)
+    weights = np.array([e.weights for e in result.explanations], np.float32)
+    buf = io.BytesIO()
+    np.save(buf, attribution_map(weights, segments), allow_pickle=False)
+    return buf.getvalue()
+
+
+def overlay_png(
+    store: JobStore,
+    settings: Settings,
+    job_id: str,
+    *,
+    class_index: int | None,
+    style: Style,
+    negative: bool,
+    num_features: int,
+    percentile: float,
+) -> bytes:
+    job, result = finished(store, job_id)
+    explanation = _pick(result, class_index)
+    segments = _segments(store, job_id)
+    data = store.image(job)
+    if data is None:
+        raise NotFound(f"the image of job {job_id} is gone")
+    image = decode_image(data, max_pixels=settings.max_image_pixels)
+    pixels = render_overlay(
+        image.pixels,
+        segments,
+        np.asarray(explanation.weights, np.float64),
+        style,
+        num_features=num_features,
+        negative=negative,
+        percentile=percentile,
+    )
+    return encode_png(pixels)
+
+
+def _pick(result: ExplanationResult, class_index: int | None) -> ClassExplanation:
+    if class_index is None:
+        return result.explanations[0]
+    for e in result.explanations:
+        if e.class_index == class_index:
+            return e
+    explained = [e.class_index for e in result.explanations]
+    raise InvalidParams(
+        f"class_index {class_index} was not explained; this job explains {explained}",
+        errors=[{"loc": ["query", "class_index"], "msg": f"must be one of {explained}"}],
+    )

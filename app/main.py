@@ -1,0 +1,68 @@
+"""The Glimpse API: `create_app(settings)` builds it (uvicorn: `app.main:create_app --factory`).
+
+The app validates and queues; it never loads a model runtime (no onnxruntime, no engine).
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from redis import Redis
+from rq import Queue
+from rq.serializers import JSONSerializer
+
+from app import errors, openapi_docs
+from app.api.routes import explanations, health, metrics, models
+from app.metrics import Metrics, MetricsMiddleware
+from glimpse.cards import ModelRegistry
+from glimpse.settings import Settings, get_settings
+from glimpse.store import JobStore
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+DESCRIPTION = """\
+LIME and Kernel SHAP explanations of ONNX image classifiers.
+
+Submit an image with `POST /v1/explanations`, poll `GET /v1/explanations/{id}` until its
+`status` is `finished`, then read the `result` and the artifacts (`segments.png`,
+`attribution.npy`, `overlay.png`). Every error is `application/problem+json`.
+"""
+
+TAGS = [
+    {"name": "explanations", "description": "Explanation jobs and their artifacts"},
+    {"name": "models", "description": "The registered models"},
+    {"name": "health", "description": "Liveness, readiness and metrics"},
+]
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="Glimpse",
+        version="0.1.0",
+        description=DESCRIPTION,
+        openapi_tags=TAGS,
+    )
+    redis = Redis.from_url(
+        settings.redis_url or DEFAULT_REDIS_URL,
+        socket_connect_timeout=2,
+        socket_timeout=10,
+        health_check_interval=30,
+    )
+    store = JobStore(redis, settings)
+    queue = Queue(settings.queue_name, connection=redis, serializer=JSONSerializer)
+    app.state.settings = settings
+    app.state.redis = redis
+    app.state.store = store
+    app.state.queue = queue
+    app.state.registry = ModelRegistry(settings.models_dir)
+    app.state.metrics = Metrics()
+    app.state.metrics.watch(store, queue)
+
+    errors.install(app)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    app.include_router(explanations.router)
+    app.include_router(models.router)
+    app.include_router(health.router)
+    app.include_router(metrics.router)
+    openapi_docs.install(app)
+    return app

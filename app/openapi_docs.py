@@ -1,0 +1,155 @@
+"""OpenAPI pieces written by hand: the two request bodies of a submission, with worked
+examples, and the problem+json error responses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from app.schemas import Problem
+
+PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+
+PARAMS_EXAMPLE: dict[str, Any] = {
+    "model": "resnet50",
+    "method": "lime",
+    "targets": {"top_k": 1},
+    "num_samples": 1000,
+    "segmentation": {"algorithm": "quickshift", "kernel_size": 4, "max_dist": 200, "ratio": 0.2},
+    "background": {"kind": "constant", "rgb": [0, 0, 0]},
+    "seed": 0,
+}
+
+PARAMS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": (
+        "All optional; unknown keys are a 422. model (a registered name; default: the "
+        "server's), method (lime | kernel_shap), targets ({top_k} | {classes}), num_samples "
+        "(10..100000), batch_size, segmentation (quickshift | slic | felzenszwalb | grid), "
+        "background (constant | mean | blur), lime ({kernel_width, alpha, keep_probability}), "
+        "output_space (probability | logit), seed, cache."
+    ),
+    "additionalProperties": True,
+}
+
+SUBMIT_REQUEST_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["image"],
+                "properties": {
+                    "image": {
+                        "type": "string",
+                        "format": "binary",
+                        "description": "the image file (JPEG, PNG, WebP, BMP, TIFF)",
+                    },
+                    "params": {
+                        "type": "string",
+                        "description": "the params object as a JSON string",
+                        "example": '{"method": "kernel_shap", "num_samples": 500, '
+                        '"targets": {"top_k": 2}}',
+                    },
+                },
+            },
+            "encoding": {"params": {"contentType": "application/json"}},
+        },
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["image_b64"],
+                "additionalProperties": False,
+                "properties": {
+                    "image_b64": {
+                        "type": "string",
+                        "format": "byte",
+                        "description": "base64 of the image file's bytes",
+                    },
+                    "params": PARAMS_SCHEMA,
+                },
+            },
+            "examples": {
+                "lime": {
+                    "summary": "LIME, top class, quickshift superpixels",
+                    "value": {"image_b64": "iVBORw0KGgoAAAANSUhEUgAA…", "params": PARAMS_EXAMPLE},
+                },
+                "kernel_shap": {
+                    "summary": "Kernel SHAP for two given classes on a 32-pixel grid",
+                    "value": {
+                        "image_b64": "/9j/4AAQSkZJRgABAQ…",
+                        "params": {
+                            "method": "kernel_shap",
+                            "targets": {"classes": [281, 285]},
+                            "num_samples": 2000,
+                            "segmentation": {"algorithm": "grid", "cell_size": 32},
+                            "background": {"kind": "blur", "sigma": 10},
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+
+_DESCRIPTIONS = {
+    400: "Malformed body: broken JSON, bad base64, no image part",
+    404: "No such job",
+    409: "The job is not finished yet: its artifacts do not exist",
+    413: "Too many bytes or pixels",
+    415: "Not a decodable image, or a body that is neither multipart nor JSON",
+    422: "Invalid params or query, with errors[].loc",
+    503: "Redis unreachable or queue full; see Retry-After",
+}
+
+SUBMIT_ERRORS = (400, 413, 415, 422, 503)
+GET_ERRORS = (404, 503)
+ARTIFACT_ERRORS = (404, 409, 422, 503)
+
+
+def problem_responses(statuses: tuple[int, ...]) -> dict[int | str, dict[str, Any]]:
+    return {
+        s: {
+            "description": _DESCRIPTIONS[s],
+            "content": {"application/problem+json": {"schema": PROBLEM_REF}},
+        }
+        for s in statuses
+    }
+
+
+def install(app: FastAPI) -> None:
+    """Build the schema once, with the Problem schema added to the components."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+                tags=app.openapi_tags,
+            )
+            problem = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+            defs = problem.pop("$defs", {})
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(defs)
+            components["Problem"] = problem
+            _problems_for_validation_errors(schema)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _problems_for_validation_errors(schema: dict[str, Any]) -> None:
+    """FastAPI documents its own 422 body; ours is problem+json (app/errors.py)."""
+    for path in schema.get("paths", {}).values():
+        for operation in path.values():
+            response = operation.get("responses", {}).get("422")
+            if response and "application/json" in response.get("content", {}):
+                operation["responses"]["422"] = problem_responses((422,))[422]
+    components = schema.get("components", {}).get("schemas", {})
+    components.pop("HTTPValidationError", None)
+    components.pop("ValidationError", None)

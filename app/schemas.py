@@ -1,0 +1,62 @@
+"""Response bodies of the API (the request body is read by app/uploads.py)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from glimpse.result import ExplanationResult
+
+JobStatus = Literal["queued", "running", "finished", "failed", "canceled"]
+
+
+class Progress(BaseModel):
+    done: int = Field(description="model evaluations done")
+    total: int = Field(description="model evaluations planned")
+
+
+class JobError(BaseModel):
+    title: str
+    detail: str
+
+
+class Job(BaseModel):
+    """An explanation job: its state, normalized params, and the result once finished."""
+
+    id: str = Field(description="128 random bits, hex")
+    status: JobStatus
+    created_at: str = Field(description="ISO-8601 UTC")
+    started_at: str | None = None
+    finished_at: str | None = None
+    progress: Progress
+    params: dict[str, Any] = Field(description="the normalized params, defaults filled in")
+    error: JobError | None = None
+    result: ExplanationResult | None = None
+
+
+class ModelInfo(BaseModel):
+    name: str
+    input_size: tuple[int, int] = Field(description="[height, width] of the model input")
+    num_classes: int
+    default: bool
+
+
+class ProblemError(BaseModel):
+    loc: list[str | int]
+    msg: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, sent as application/problem+json."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[ProblemError] | None = None
+
+
+class Health(BaseModel):
+    status: str
+    checks: dict[str, str] = Field(default_factory=dict)

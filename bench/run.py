@@ -1,0 +1,323 @@
+"""The throughput benchmark: prints one JSON object (see README, "Figures").
+
+    python bench/run.py                          # EfficientNet-Lite0 (../shared/models), 1000 samples
+    python bench/run.py --model resnet50         # ResNet50 architecture, seeded untrained weights
+    python bench/run.py --skip-rest --skip-peers --samples 200   # quick look
+
+Everything runs on this machine: the engine in this process, the peers (lime_image, shap's
+Partition explainer) on the same ONNX session, and the REST figures through a real
+`glimpse up` (its own Redis, one worker) on a free loopback port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "models"
+sys.path.insert(0, str(REPO))
+
+from glimpse.cards import PRESETS, ModelCard, ModelRegistry  # noqa: E402
+from glimpse.images import encode_png  # noqa: E402
+from glimpse.params import parse_params  # noqa: E402
+from glimpse.settings import Settings  # noqa: E402
+
+
+def prepare_models(root: Path, which: str) -> str:
+    """Registers the benchmarked model in a scratch models folder; returns its name."""
+    registry = ModelRegistry(root)
+    if which == "efficientnet":
+        name = "efficientnet-lite0"
+        folder = root / name
+        folder.mkdir(parents=True)
+        (folder / "model.onnx").symlink_to(SHARED / "efficientnet-lite0.onnx")
+        shutil.copyfile(SHARED / "imagenet1k_labels.txt", folder / "labels.txt")
+        card = ModelCard(
+            input_name="data", output_name="logits", num_classes=1000,
+            **PRESETS["imagenet-squash"],  # type: ignore[arg-type]
+        )
+        registry.write(name, card)
+        return name
+    from glimpse.modelfiles import resnet50_card, write_resnet50_untrained
+
+    name = "resnet50-untrained"
+    folder = root / name
+    folder.mkdir(parents=True)
+    write_resnet50_untrained(folder / "model.onnx", seed=0)
+    (folder / "labels.txt").write_text("".join(f"class {i}\n" for i in range(1000)))
+    registry.write(name, resnet50_card(description="UNTRAINED ResNet50 architecture: cost only"))
+    return name
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def test_image() -> np.ndarray:
+    from skimage import data
+
+    return data.chelsea()
+
+
+def bare_model_rate(model, batch_size: int, samples: int) -> float:
+    """Evaluations per second of the model alone at this batch size (inputs ready)."""
+    h, w = model.card.input_size
+    batch = np.random.default_rng(0).normal(size=(batch_size, 3, h, w)).astype(np.float32)
+    model(batch)  # warm-up
+    calls = max(1, round(samples / batch_size))
+    started = time.perf_counter()
+    for _ in range(calls):
+        model(batch)
+    return calls * batch_size / (time.perf_counter() - started)
+
+
+def engine_seconds(model, image: np.ndarray, method: str, samples: int, batch_size: int) -> dict:
+    from worker.engine.explain import explain
+
+    params = parse_params({"method": method, "num_samples": samples})
+    started = time.perf_counter()
+    result = explain(image, model, params, batch_size=batch_size)
+    return {
+        "seconds": time.perf_counter() - started,
+        "segmentation_seconds": result.segmentation_seconds,
+        "evaluation_seconds": result.evaluation_seconds,
+        "model_evaluations": result.model_evaluations,
+        "segments": result.n_segments,
+    }
+
+
+def classifier_fn(model):
+    """A peers' classifier: batches of (n, H, W, 3) images in 0..255 -> probabilities."""
+    from worker.engine.explain import to_output_space
+    from worker.engine.grid import InputGrid
+
+    def predict(images: np.ndarray) -> np.ndarray:
+        images = np.asarray(images)
+        grid = InputGrid(model.card, images.shape[1:3])
+        batch = np.stack([grid.image(im) for im in images]).astype(np.float32)
+        return to_output_space(model(batch), model.card, "probability")
+
+    return predict
+
+
+def peer_lime_seconds(model, image: np.ndarray, samples: int, batch_size: int) -> float | None:
+    try:
+        from lime import lime_image
+    except ImportError:
+        return None
+    explainer = lime_image.LimeImageExplainer(random_state=0)
+    started = time.perf_counter()
+    explainer.explain_instance(
+        image, classifier_fn(model), top_labels=1, hide_color=0,
+        num_samples=samples, batch_size=batch_size, progress_bar=False,
+    )
+    return time.perf_counter() - started
+
+
+def peer_shap_partition_seconds(model, image: np.ndarray, samples: int, batch_size: int) -> float | None:
+    try:
+        import shap
+    except ImportError:
+        return None
+    predict = classifier_fn(model)
+    masker = shap.maskers.Image(np.zeros(image.shape, np.float64), image.shape)
+    explainer = shap.Explainer(lambda x: predict(x), masker, algorithm="partition")
+    started = time.perf_counter()
+    explainer(
+        image[None].astype(np.float64), max_evals=samples, batch_size=batch_size,
+        outputs=shap.Explanation.argsort.flip[:1], silent=True,
+    )
+    return time.perf_counter() - started
+
+
+# --- through the real service -----------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Service:
+    """`glimpse up` on a free port with a scratch models folder; stopped on exit."""
+
+    def __init__(self, models_dir: Path, model: str, batch_size: int) -> None:
+        self.port = free_port()
+        env = {
+            **os.environ,
+            "GLIMPSE_MODELS_DIR": str(models_dir),
+            "GLIMPSE_DEFAULT_MODEL": model,
+            "GLIMPSE_BATCH_SIZE": str(batch_size),
+        }
+        env.pop("REDIS_URL", None)
+        env.pop("GLIMPSE_REDIS_URL", None)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "glimpse.cli", "up", "--port", str(self.port), "--workers", "1"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> Service:
+        import httpx
+
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.base + "/readyz", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None:
+                raise RuntimeError("glimpse up exited before it was ready")
+            time.sleep(0.3)
+        raise RuntimeError("glimpse up was not ready within 120 s")
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+def explain_over_rest(base: str, png: bytes, samples: int, seed: int) -> float:
+    """Submit → poll until finished; the client-side latency in seconds."""
+    import httpx
+
+    params = {"method": "lime", "num_samples": samples, "seed": seed, "cache": False}
+    started = time.perf_counter()
+    with httpx.Client(base_url=base, timeout=60) as client:
+        job = client.post(
+            "/v1/explanations",
+            files={"image": ("image.png", png, "image/png")},
+            data={"params": json.dumps(params)},
+        ).json()
+        while job["status"] in ("queued", "running"):
+            time.sleep(0.02)
+            job = client.get(f"/v1/explanations/{job['id']}").json()
+    if job["status"] != "finished":
+        raise RuntimeError(f"job ended {job['status']}: {job.get('error')}")
+    return time.perf_counter() - started
+
+
+def rest_figures(models_dir: Path, model: str, image: np.ndarray, samples: int, batch_size: int, requests: int) -> dict:
+    png = encode_png(image)
+    figures: dict[str, dict[str, float]] = {}
+    with Service(models_dir, model, batch_size) as service:
+        explain_over_rest(service.base, png, samples, seed=10_000)  # warm the worker's session
+        for clients in (1, 8):
+            n = requests if clients == 1 else max(requests, clients)
+            started = time.perf_counter()
+            with ThreadPoolExecutor(clients) as pool:
+                latencies = list(pool.map(
+                    lambda s: explain_over_rest(service.base, png, samples, seed=s), range(n)
+                ))
+            wall = time.perf_counter() - started
+            figures[f"clients_{clients}"] = {
+                "requests": n,
+                "p50_s": float(np.percentile(latencies, 50)),
+                "p95_s": float(np.percentile(latencies, 95)),
+                "explanations_per_s": n / wall,
+            }
+    return figures
+
+
+def memory_curve(which: str, budgets: list[int], batch_size: int) -> dict[str, float]:
+    """Peak RSS of a fresh process explaining with each budget."""
+    curve = {}
+    for budget in budgets:
+        out = subprocess.run(
+            [sys.executable, __file__, "--model", which, "--samples", str(budget),
+             "--batch-size", str(batch_size), "--memory-probe"],
+            check=True, capture_output=True, text=True,
+        ).stdout
+        curve[str(budget)] = json.loads(out)["peak_rss_mb"]
+    return curve
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=["efficientnet", "resnet50"], default="efficientnet")
+    parser.add_argument("--samples", type=int, default=1000)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--rest-requests", type=int, default=5)
+    parser.add_argument("--memory-budgets", default="1000,5000,20000")
+    parser.add_argument("--skip-peers", action="store_true")
+    parser.add_argument("--skip-rest", action="store_true")
+    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--memory-probe", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help="also write the JSON here")
+    args = parser.parse_args()
+
+    from worker.models import load_model
+
+    settings = Settings()
+    image = test_image()
+    with tempfile.TemporaryDirectory() as scratch:
+        models_dir = Path(scratch) / "models"
+        name = prepare_models(models_dir, args.model)
+        loaded = load_model(ModelRegistry(models_dir).get(name), settings)
+        model = loaded.runtime
+        if args.memory_probe:
+            engine_seconds(model, image, "kernel_shap", args.samples, args.batch_size)
+            print(json.dumps({"peak_rss_mb": peak_rss_mb()}))
+            return
+
+        rate = bare_model_rate(model, args.batch_size, args.samples)
+        lime = engine_seconds(model, image, "lime", args.samples, args.batch_size)
+        shap_ = engine_seconds(model, image, "kernel_shap", args.samples, args.batch_size)
+        bare = lime["model_evaluations"] / rate
+        report: dict[str, object] = {
+            "device": f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+            "runtime": f"{loaded.runtime.runtime} ({', '.join(loaded.runtime.providers)})",
+            "model": name,
+            "image": "skimage.data.chelsea() 451x300",
+            "samples": args.samples,
+            "batch_size": args.batch_size,
+            "raw_evals_per_s": round(rate, 2),
+            "lime_s": round(lime["seconds"], 3),
+            "kernel_shap_s": round(shap_["seconds"], 3),
+            "bare_model_s": round(bare, 3),
+            "overhead_ratio": round(lime["seconds"] / bare, 4),
+            "kernel_shap_overhead_ratio": round(shap_["seconds"] * rate / shap_["model_evaluations"], 4),
+            "segmentation_s": round(lime["segmentation_seconds"], 3),
+            "segments": lime["segments"],
+        }
+        if not args.skip_peers:
+            lime_peer = peer_lime_seconds(model, image, args.samples, args.batch_size)
+            shap_peer = peer_shap_partition_seconds(model, image, args.samples, args.batch_size)
+            report["peers"] = {
+                "lime_image_s": None if lime_peer is None else round(lime_peer, 3),
+                "shap_partition_s": None if shap_peer is None else round(shap_peer, 3),
+            }
+        report["peak_rss_mb"] = round(peak_rss_mb(), 1)
+        if not args.skip_rest:
+            report["rest"] = rest_figures(
+                models_dir, name, image, args.samples, args.batch_size, args.rest_requests
+            )
+        if not args.skip_memory:
+            budgets = [int(b) for b in args.memory_budgets.split(",")]
+            report["worker_peak_rss_mb_by_samples"] = memory_curve(args.model, budgets, args.batch_size)
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

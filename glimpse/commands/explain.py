@@ -1,0 +1,326 @@
+"""`glimpse explain IMAGE`: one explanation in this process (no Redis), written to a folder.
+
+Writes DIR/result.json (the contract's `result` object), DIR/attribution.npy (float32
+[K, H, W]), DIR/segments.png (16-bit superpixel ids) and DIR/overlay-<class_index>.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from glimpse.cards import ModelCard, ModelRegistry
+from glimpse.errors import GlimpseError, InvalidParams, NotFound, UnsupportedImage
+from glimpse.params import Classes, ExplainParams, parse_params
+
+SEGMENTATIONS = ("quickshift", "slic", "felzenszwalb", "grid")
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "explain",
+        help="explain one image in this process (no Redis)",
+        description="Explain why a model classifies IMAGE as it does (LIME or Kernel SHAP).",
+    )
+    p.add_argument("image", metavar="IMAGE", help="JPEG, PNG, WebP, BMP or TIFF file")
+    p.add_argument(
+        "--model",
+        metavar="NAME|FILE.onnx",
+        help="a registered model name, or an .onnx file (default: the settings' default model)",
+    )
+    p.add_argument("--method", choices=("lime", "kernel_shap"), default="lime")
+    p.add_argument(
+        "--samples", type=int, default=1000, metavar="N", help="model evaluations (10..100000)"
+    )
+    targets = p.add_mutually_exclusive_group()
+    targets.add_argument(
+        "--top-k", type=int, metavar="K", help="explain the K top classes (default 1)"
+    )
+    targets.add_argument("--classes", metavar="I,J", help="explain these class indices")
+    p.add_argument("--seed", type=int, default=0, metavar="S")
+    p.add_argument(
+        "--out", metavar="DIR", help="output folder (default ./glimpse-out/<image stem>)"
+    )
+    p.add_argument(
+        "--segmentation",
+        metavar="ALGO|JSON",
+        help=f"{'|'.join(SEGMENTATIONS)} with its defaults, or a JSON object as in the API "
+        "(default quickshift, lime's settings)",
+    )
+    p.add_argument(
+        "--background",
+        metavar="KIND|R,G,B|JSON",
+        help="what hidden superpixels show: black (default), mean, blur, R,G,B or a JSON object",
+    )
+    p.add_argument("--batch-size", type=int, metavar="B", help="evaluations per model call")
+    p.add_argument("--output-space", choices=("probability", "logit"), default="probability")
+    p.add_argument(
+        "--labels", metavar="FILE", help="labels file for an .onnx --model (default: numbers)"
+    )
+    p.add_argument(
+        "--preset",
+        default="imagenet",
+        help="preprocessing preset for an .onnx --model (imagenet, imagenet-squash)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=run)
+
+
+# --- arguments -> params --------------------------------------------------------------------
+def _json_object(text: str, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise InvalidParams(f"--{what}: not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise InvalidParams(f"--{what}: expected a JSON object")
+    return value
+
+
+def _segmentation(text: str) -> dict[str, Any]:
+    text = text.strip()
+    if text.startswith("{"):
+        return _json_object(text, "segmentation")
+    if text not in SEGMENTATIONS:
+        raise InvalidParams(
+            f"--segmentation: unknown algorithm {text!r}; use {', '.join(SEGMENTATIONS)} or JSON"
+        )
+    return {"algorithm": text}
+
+
+def _background(text: str) -> dict[str, Any]:
+    text = text.strip()
+    if text.startswith("{"):
+        return _json_object(text, "background")
+    if text in {"black", "constant"}:
+        return {"kind": "constant", "rgb": [0, 0, 0]}
+    if text in {"mean", "blur"}:
+        return {"kind": text}
+    parts = text.split(",")
+    if len(parts) == 3:
+        try:
+            return {"kind": "constant", "rgb": [int(v) for v in parts]}
+        except ValueError:
+            pass
+    raise InvalidParams(f"--background: {text!r} is not black, mean, blur, R,G,B or JSON")
+
+
+def _classes(text: str) -> list[int]:
+    try:
+        classes = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise InvalidParams(
+            f"--classes: {text!r} is not a comma-separated list of integers"
+        ) from None
+    if not classes:
+        raise InvalidParams("--classes: give at least one class index")
+    return classes
+
+
+def params_from_args(args: argparse.Namespace, model_name: str | None) -> ExplainParams:
+    raw: dict[str, Any] = {
+        "method": args.method,
+        "num_samples": args.samples,
+        "seed": args.seed,
+        "output_space": args.output_space,
+    }
+    if model_name is not None:
+        raw["model"] = model_name
+    if args.classes is not None:
+        raw["targets"] = {"classes": _classes(args.classes)}
+    elif args.top_k is not None:
+        raw["targets"] = {"top_k": args.top_k}
+    if args.segmentation:
+        raw["segmentation"] = _segmentation(args.segmentation)
+    if args.background:
+        raw["background"] = _background(args.background)
+    if args.batch_size is not None:
+        raw["batch_size"] = args.batch_size
+    try:
+        return parse_params(raw, loc_prefix=())
+    except InvalidParams as exc:  # name the option, not the API's key
+        first = (exc.errors or [{"loc": [], "msg": exc.detail}])[0]
+        key = str(first["loc"][0]) if first["loc"] else ""
+        flag = _FLAGS.get(key, key)
+        raise InvalidParams(f"{flag}: {first['msg']}", errors=exc.errors) from None
+
+
+_FLAGS = {
+    "num_samples": "--samples",
+    "targets": "--top-k/--classes",
+    "seed": "--seed",
+    "method": "--method",
+    "segmentation": "--segmentation",
+    "background": "--background",
+    "batch_size": "--batch-size",
+    "output_space": "--output-space",
+    "model": "--model",
+}
+
+
+# --- the model ------------------------------------------------------------------------------
+@dataclass
+class CliModel:
+    name: str
+    card: ModelCard
+    labels: list[str]
+    path: Path
+    registered: bool
+
+
+def resolve_model(args: argparse.Namespace, models_dir: Path, default: str) -> CliModel:
+    """A registered name, or a path to an .onnx file (card built from the graph)."""
+    from glimpse.modelfiles import card_from_graph, inspect_onnx, read_labels
+
+    spec = args.model or default
+    path = Path(spec)
+    if spec.lower().endswith(".onnx") or (path.is_file() and "/" in spec):
+        if not path.is_file():
+            raise NotFound(f"no model file {spec}")
+        card = card_from_graph(inspect_onnx(path), args.preset, labels_file=None)
+        if args.labels:
+            labels = read_labels(Path(args.labels))
+            if len(labels) != card.num_classes:
+                raise InvalidParams(
+                    f"--labels: {args.labels} has {len(labels)} labels, "
+                    f"the model has {card.num_classes} classes"
+                )
+        else:
+            labels = [str(i) for i in range(card.num_classes)]
+        return CliModel(name=path.stem, card=card, labels=labels, path=path, registered=False)
+    registry = ModelRegistry(models_dir)
+    try:
+        registered = registry.get(spec)
+    except NotFound:
+        known = registry.names()
+        hint = f"registered: {', '.join(known)}" if known else "none is registered"
+        raise NotFound(
+            f"no model named {spec!r} in {models_dir} ({hint}); see `glimpse models add`, "
+            "`glimpse models fetch resnet50`, or pass --model FILE.onnx"
+        ) from None
+    if not registered.onnx_path.is_file():
+        raise NotFound(f"model {spec!r} has no model.onnx in {registered.folder}")
+    return CliModel(
+        name=registered.name,
+        card=registered.card,
+        labels=registered.labels,
+        path=registered.onnx_path,
+        registered=True,
+    )
+
+
+# --- the command ----------------------------------------------------------------------------
+def run(args: argparse.Namespace) -> int:
+    from glimpse.images import decode_image, encode_png
+    from glimpse.render import render_overlay
+    from glimpse.settings import get_settings
+    from worker.engine.explain import explain
+    from worker.results import build_result
+    from worker.runtime.onnx import OnnxRuntimeModel
+
+    settings = get_settings()
+    image_path = Path(args.image)
+    if not image_path.is_file():
+        raise NotFound(f"no such image file: {image_path}")
+    params = params_from_args(args, None)
+    try:
+        data = image_path.read_bytes()
+    except OSError as exc:
+        raise NotFound(f"cannot read {image_path}: {exc.strerror}") from None
+    try:
+        image = decode_image(data, max_pixels=settings.max_image_pixels)
+    except UnsupportedImage as exc:
+        detail = re.sub(r"\s*<_io\.BytesIO object at 0x[0-9a-f]+>", "", exc.detail)
+        raise UnsupportedImage(f"{image_path}: {detail}") from None
+    model_ref = resolve_model(args, settings.models_dir, settings.default_model)
+    if model_ref.registered:
+        params = params.model_copy(update={"model": model_ref.name})
+    if isinstance(params.targets, Classes):
+        bad = [c for c in params.targets.classes if c >= model_ref.card.num_classes]
+        if bad:
+            raise InvalidParams(
+                f"--classes: {bad} out of range; model {model_ref.name!r} has "
+                f"{model_ref.card.num_classes} classes (0..{model_ref.card.num_classes - 1})"
+            )
+
+    runtime = OnnxRuntimeModel(
+        model_ref.path,
+        model_ref.card,
+        providers=settings.providers,
+        intra_op_threads=settings.intra_op_threads,
+    )
+    batch_size = params.batch_size or settings.batch_size
+    with _ProgressBar(disable=args.quiet) as bar:
+        explanation = explain(
+            image.pixels,
+            runtime,
+            params,
+            batch_size=batch_size,
+            segment_max_side=settings.segment_max_side,
+            progress=bar.update,
+        )
+    result = build_result(
+        explanation,
+        model_name=model_ref.name,
+        runtime=runtime.runtime,
+        labels=model_ref.labels,
+        image=image,
+        params=params,
+    )
+
+    out = Path(args.out) if args.out else Path("glimpse-out") / image_path.stem
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "result.json").write_text(
+            json.dumps(result.model_dump(mode="json"), indent=2) + "\n", encoding="utf-8"
+        )
+        np.save(out / "attribution.npy", explanation.attribution())
+        (out / "segments.png").write_bytes(encode_png(explanation.segments.astype(np.uint16)))
+        for k, class_index in enumerate(explanation.targets):
+            overlay = render_overlay(
+                image.pixels, explanation.segments, explanation.weights[k], "heatmap"
+            )
+            (out / f"overlay-{int(class_index)}.png").write_bytes(encode_png(overlay))
+    except OSError as exc:
+        raise GlimpseError(f"cannot write to {out}: {exc}") from None
+
+    top = result.predictions[0]
+    print(
+        f"{image_path.name}: {top.label!r} ({top.class_index}) p={top.probability:.3f}; "
+        f"{params.method} over {result.segments.count} superpixels, "
+        f"{result.stats.model_evaluations} evaluations in {result.stats.seconds:.1f} s -> {out}"
+    )
+    return 0
+
+
+class _ProgressBar:
+    """tqdm on stderr, driven by the engine's progress(done, total) callback."""
+
+    def __init__(self, *, disable: bool) -> None:
+        self.disable = disable
+        self.bar: Any = None
+
+    def __enter__(self) -> _ProgressBar:
+        if not self.disable:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=1, unit="eval", file=sys.stderr, desc="evaluating", leave=True)
+        return self
+
+    def update(self, done: int, total: int) -> None:
+        if self.bar is None:
+            return
+        if self.bar.total != total:
+            self.bar.total = total
+        self.bar.update(done - self.bar.n)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -1,0 +1,283 @@
+"""The Redis job store shared by the API and the workers.
+
+Keys (all under `settings.key_prefix`, written as `P` here; every one expires after
+`settings.result_ttl_s`):
+
+    P:image:{sha256}          the uploaded file's bytes, content-addressed
+    P:image:{sha256}:refs     set of job ids using that image (deleted with the last one)
+    P:job:{id}                hash: id, status, created_at, started_at, finished_at, params,
+                              done, total, error, result, image_key, cache_key
+    P:job:{id}:segments       16-bit PNG of the superpixel ids (finished jobs)
+    P:cache:{cache_key}       id of the job that computed that image + params
+    P:stats                   worker counters for /metrics (evaluations, durations, outcomes)
+
+Worker writes go through Lua scripts that check the job hash still exists and is in the
+expected state, so a deleted (canceled) job is never brought back by a late update.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from redis import Redis
+
+from glimpse.settings import Settings
+
+STATUSES = ("queued", "running", "finished", "failed", "canceled")
+TERMINAL = frozenset({"finished", "failed", "canceled"})
+REUSABLE = frozenset({"queued", "running", "finished"})
+
+#: Upper bounds (seconds) of the job-duration histogram kept in P:stats.
+DURATION_BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+
+# KEYS[1] job hash; ARGV[1] required status ('active' = queued or running), ARGV[2] ttl, then
+# field/value pairs. Returns 1 when written, 0 when the job is gone or in another state.
+_GUARDED_UPDATE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local status = redis.call('HGET', KEYS[1], 'status')
+if status == 'canceled' then return 0 end
+if ARGV[1] == 'active' then
+  if status ~= 'queued' and status ~= 'running' then return 0 end
+elseif status ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
+return 1
+"""
+
+# KEYS[1] job hash, KEYS[2] segments key; ARGV[1] ttl, ARGV[2] segments PNG, then fields.
+# The image the job keeps using (for overlays) lives as long as the job.
+_FINISH = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
+redis.call('SET', KEYS[2], ARGV[2], 'EX', tonumber(ARGV[1]))
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
+local image_key = redis.call('HGET', KEYS[1], 'image_key')
+if image_key then
+  redis.call('EXPIRE', image_key, tonumber(ARGV[1]))
+  redis.call('EXPIRE', image_key .. ':refs', tonumber(ARGV[1]))
+end
+return 1
+"""
+
+# KEYS[1] job hash, KEYS[2] segments key; ARGV[1] job id, ARGV[2] key prefix.
+# Deletes the job and everything only it uses; returns the status it had ('' if none).
+_DELETE = """
+local fields = redis.call('HMGET', KEYS[1], 'status', 'image_key', 'cache_key')
+local status = fields[1]
+if not status then return '' end
+redis.call('DEL', KEYS[1], KEYS[2])
+local image_key = fields[2]
+if image_key then
+  local refs = image_key .. ':refs'
+  redis.call('SREM', refs, ARGV[1])
+  if redis.call('SCARD', refs) == 0 then redis.call('DEL', image_key, refs) end
+end
+local cache_key = fields[3]
+if cache_key then
+  local ck = ARGV[2] .. ':cache:' .. cache_key
+  if redis.call('GET', ck) == ARGV[1] then redis.call('DEL', ck) end
+end
+return status
+"""
+
+
+def utcnow() -> str:
+    """ISO-8601 UTC with milliseconds, e.g. 2024-05-01T12:00:00.123Z."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_job_id() -> str:
+    """128 random bits, hex."""
+    return secrets.token_hex(16)
+
+
+def is_job_id(value: str) -> bool:
+    return len(value) == 32 and all(c in "0123456789abcdef" for c in value)
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One job hash, decoded."""
+
+    id: str
+    status: str
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    params: dict[str, Any]
+    done: int
+    total: int
+    error: dict[str, Any] | None
+    result_json: str | None
+    image_key: str
+    cache_key: str
+
+    @classmethod
+    def from_hash(cls, data: Mapping[bytes, bytes]) -> JobRecord:
+        h = {k.decode(): v.decode() for k, v in data.items()}
+        return cls(
+            id=h["id"],
+            status=h["status"],
+            created_at=h["created_at"],
+            started_at=h.get("started_at") or None,
+            finished_at=h.get("finished_at") or None,
+            params=json.loads(h["params"]),
+            done=int(h.get("done", 0)),
+            total=int(h.get("total", 0)),
+            error=json.loads(h["error"]) if h.get("error") else None,
+            result_json=h.get("result") or None,
+            image_key=h.get("image_key", ""),
+            cache_key=h.get("cache_key", ""),
+        )
+
+
+class JobStore:
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        self.redis = redis
+        self.prefix = settings.key_prefix
+        self.ttl = settings.result_ttl_s
+        self._update = redis.register_script(_GUARDED_UPDATE)
+        self._finish = redis.register_script(_FINISH)
+        self._delete = redis.register_script(_DELETE)
+
+    # --- keys ---------------------------------------------------------------------------
+    def job_key(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}"
+
+    def segments_key(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}:segments"
+
+    def image_key(self, sha256: str) -> str:
+        return f"{self.prefix}:image:{sha256}"
+
+    def cache_index_key(self, cache_key: str) -> str:
+        return f"{self.prefix}:cache:{cache_key}"
+
+    @property
+    def stats_key(self) -> str:
+        return f"{self.prefix}:stats"
+
+    # --- the API's side -------------------------------------------------------------------
+    def create(
+        self, *, image: bytes, sha256: str, params: Mapping[str, Any], cache_key: str, total: int
+    ) -> JobRecord:
+        """Store the image (shared by sha256) and a new queued job; index it by cache key."""
+        job_id = new_job_id()
+        image_key = self.image_key(sha256)
+        fields = {
+            "id": job_id,
+            "status": "queued",
+            "created_at": utcnow(),
+            "started_at": "",
+            "finished_at": "",
+            "params": json.dumps(params, sort_keys=True),
+            "done": 0,
+            "total": total,
+            "error": "",
+            "result": "",
+            "image_key": image_key,
+            "cache_key": cache_key,
+        }
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.set(image_key, image, ex=self.ttl)
+        pipe.sadd(f"{image_key}:refs", job_id)
+        pipe.expire(f"{image_key}:refs", self.ttl)
+        pipe.hset(self.job_key(job_id), mapping=fields)
+        pipe.expire(self.job_key(job_id), self.ttl)
+        pipe.set(self.cache_index_key(cache_key), job_id, ex=self.ttl)
+        pipe.execute()
+        return JobRecord.from_hash({k.encode(): str(v).encode() for k, v in fields.items()})
+
+    def get(self, job_id: str) -> JobRecord | None:
+        if not is_job_id(job_id):
+            return None
+        data = self.redis.hgetall(self.job_key(job_id))
+        return JobRecord.from_hash(data) if data else None  # type: ignore[arg-type]
+
+    def cached(self, cache_key: str) -> JobRecord | None:
+        """The job that already computes this request, unless it failed or was canceled."""
+        job_id = self.redis.get(self.cache_index_key(cache_key))
+        if job_id is None:
+            return None
+        job = self.get(job_id.decode())  # type: ignore[union-attr]
+        return job if job is not None and job.status in REUSABLE else None
+
+    def delete(self, job_id: str) -> str | None:
+        """Delete a job and the data only it uses; the status it had, or None if unknown."""
+        if not is_job_id(job_id):
+            return None
+        status = self._delete(
+            keys=[self.job_key(job_id), self.segments_key(job_id)], args=[job_id, self.prefix]
+        )
+        status = status.decode() if isinstance(status, bytes) else str(status)
+        return status or None
+
+    def image(self, job: JobRecord) -> bytes | None:
+        return self.redis.get(job.image_key)  # type: ignore[return-value]
+
+    def segments_png(self, job_id: str) -> bytes | None:
+        return self.redis.get(self.segments_key(job_id))  # type: ignore[return-value]
+
+    def stats(self) -> dict[str, float]:
+        raw = self.redis.hgetall(self.stats_key)
+        return {k.decode(): float(v) for k, v in raw.items()}  # type: ignore[union-attr]
+
+    # --- the worker's side (guarded: never resurrects a deleted job) ------------------------
+    def start(self, job_id: str) -> bool:
+        return self._guarded(job_id, "queued", status="running", started_at=utcnow())
+
+    def progress(self, job_id: str, done: int, total: int) -> bool:
+        """False when the job was deleted or canceled: the caller should stop."""
+        return self._guarded(job_id, "running", done=done, total=total)
+
+    def finish(self, job_id: str, *, result_json: str, segments_png: bytes, done: int) -> bool:
+        fields: dict[str, Any] = {
+            "status": "finished",
+            "finished_at": utcnow(),
+            "result": result_json,
+            "done": done,
+            "total": done,
+        }
+        args: list[Any] = [self.ttl, segments_png]
+        for k, v in fields.items():
+            args += [k, v]
+        return bool(self._finish(keys=[self.job_key(job_id), self.segments_key(job_id)], args=args))
+
+    def fail(self, job_id: str, title: str, detail: str) -> bool:
+        error = json.dumps({"title": title, "detail": detail})
+        return self._guarded(job_id, "active", status="failed", finished_at=utcnow(), error=error)
+
+    def _guarded(self, job_id: str, required: str, **fields: Any) -> bool:
+        args: list[Any] = [required, self.ttl]
+        for k, v in fields.items():
+            args += [k, v]
+        return bool(self._update(keys=[self.job_key(job_id)], args=args))
+
+    def record_outcome(
+        self, outcome: str, *, seconds: float | None = None, evaluations: int = 0,
+        evaluation_seconds: float = 0.0,
+    ) -> None:
+        """Counters for /metrics: jobs by outcome, duration histogram, model evaluations."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hincrby(self.stats_key, f"jobs_{outcome}", 1)
+        if seconds is not None:
+            pipe.hincrbyfloat(self.stats_key, "duration_sum", seconds)
+            pipe.hincrby(self.stats_key, "duration_count", 1)
+            for le in DURATION_BUCKETS:
+                if seconds <= le:
+                    pipe.hincrby(self.stats_key, f"duration_le_{le}", 1)
+        if evaluations:
+            pipe.hincrby(self.stats_key, "evaluations", evaluations)
+            pipe.hincrbyfloat(self.stats_key, "evaluation_seconds", evaluation_seconds)
+            if evaluation_seconds > 0:
+                pipe.hset(
+                    self.stats_key, "last_evaluations_per_second", evaluations / evaluation_seconds
+                )
+        pipe.expire(self.stats_key, self.ttl)
+        pipe.execute()

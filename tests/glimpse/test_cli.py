@@ -1,0 +1,238 @@
+"""`glimpse explain` (CONTRACT §2): the files it writes, in process and as a subprocess, and
+one clear line for bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skimage.data
+from onnx_models import region_model
+
+from glimpse.cli import main
+from glimpse.images import decode_segments_png, encode_png
+from glimpse.result import ExplanationResult
+from glimpse.settings import get_settings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def settings_env(models_dir: Path, monkeypatch: pytest.MonkeyPatch):
+    """Settings from the environment, as the installed command reads them."""
+    monkeypatch.setenv("GLIMPSE_MODELS_DIR", str(models_dir))
+    monkeypatch.setenv("GLIMPSE_DEFAULT_MODEL", "efficientnet-lite0")
+    get_settings.cache_clear()
+    yield models_dir
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def chelsea_png(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("img") / "chelsea.png"
+    path.write_bytes(encode_png(skimage.data.chelsea()))
+    return path
+
+
+def check_outputs(out: Path, method: str, classes: int) -> ExplanationResult:
+    result = ExplanationResult.model_validate(json.loads((out / "result.json").read_text()))
+    assert result.method == method
+    assert (result.image.width, result.image.height) == (451, 300)
+    assert result.predictions[0].class_index == 285
+    assert result.predictions[0].label == "Egyptian cat"
+    assert len(result.predictions) == 5 and len(result.explanations) == classes
+    attribution = np.load(out / "attribution.npy")
+    assert attribution.dtype == np.float32 and attribution.shape == (classes, 300, 451)
+    segments = decode_segments_png((out / "segments.png").read_bytes())
+    assert segments.shape == (300, 451) and segments.max() + 1 == result.segments.count
+    for k, explanation in enumerate(result.explanations):
+        assert len(explanation.weights) == result.segments.count
+        np.testing.assert_allclose(
+            attribution[k], np.asarray(explanation.weights, np.float32)[segments]
+        )
+        assert (out / f"overlay-{explanation.class_index}.png").is_file()
+    return result
+
+
+def test_explain_lime_in_process_writes_every_file(
+    settings_env, chelsea_png: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "lime"
+    code = main(["explain", str(chelsea_png), "--samples", "100", "--out", str(out)])
+    assert code == 0
+    result = check_outputs(out, "lime", 1)
+    assert result.model.name == "efficientnet-lite0" and result.model.runtime == "onnxruntime"
+    assert result.explanations[0].score is not None
+    assert result.stats.model_evaluations <= 100
+    captured = capsys.readouterr()
+    assert "Egyptian cat" in captured.out and str(out) in captured.out
+    assert "eval" in captured.err  # the progress bar
+
+
+def test_explain_kernel_shap_top_k(settings_env, chelsea_png: Path, tmp_path: Path) -> None:
+    out = tmp_path / "shap"
+    code = main(
+        [
+            "explain",
+            str(chelsea_png),
+            "--method",
+            "kernel_shap",
+            "--samples",
+            "100",
+            "--top-k",
+            "2",
+            "--segmentation",
+            "slic",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    result = check_outputs(out, "kernel_shap", 2)
+    assert result.segments.algorithm == "slic"
+    for e in result.explanations:
+        assert e.score is None
+        assert sum(e.weights) + e.base_value == pytest.approx(e.probability, abs=1e-6)
+
+
+def test_explain_as_a_subprocess(models_dir: Path, chelsea_png: Path, tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "GLIMPSE_MODELS_DIR": str(models_dir),
+        "GLIMPSE_DEFAULT_MODEL": "efficientnet-lite0",
+    }
+    out = tmp_path / "sub"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "glimpse.cli",
+            "explain",
+            str(chelsea_png),
+            "--method",
+            "kernel_shap",
+            "--samples",
+            "60",
+            "--classes",
+            "281,285",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = check_outputs(out, "kernel_shap", 2)
+    assert [e.class_index for e in result.explanations] == [281, 285]
+    assert "60/60" in proc.stderr
+
+
+def test_default_out_is_glimpse_out_slash_image_stem(
+    settings_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    image = tmp_path / "tiny-cat.png"
+    image.write_bytes(encode_png(skimage.data.chelsea()[::4, ::4].copy()))
+    monkeypatch.chdir(tmp_path)
+    assert (
+        main(["explain", str(image), "--samples", "20", "--segmentation", "grid", "--quiet"]) == 0
+    )
+    assert (tmp_path / "glimpse-out" / "tiny-cat" / "result.json").is_file()
+
+
+def test_explain_with_an_onnx_file_as_model(settings_env, tmp_path: Path) -> None:
+    model = region_model(tmp_path / "region.onnx", 16, 16, slice(0, 8), slice(0, 8))
+    image = tmp_path / "img.png"
+    image.write_bytes(encode_png(np.full((16, 16, 3), 200, np.uint8)))
+    out = tmp_path / "out"
+    args = [
+        "explain",
+        str(image),
+        "--model",
+        str(model),
+        "--preset",
+        "imagenet-squash",
+        "--segmentation",
+        '{"algorithm": "grid", "cell_size": 4}',
+        "--samples",
+        "64",
+        "--top-k",
+        "2",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
+    assert main(args) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["model"]["name"] == "region"
+    assert [p["label"] for p in result["predictions"]] == ["0", "1"]
+    assert result["segments"]["count"] == 16
+    weights = np.array(result["explanations"][0]["weights"])
+    assert set(np.argsort(-weights)[:4]) == {0, 1, 4, 5}  # the top-left 8x8 block
+    labels = tmp_path / "labels.txt"
+    labels.write_text("region\nconstant\n")
+    assert main([*args, "--labels", str(labels)]) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["predictions"][0]["label"] == "region"
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["explain", "{missing}"], "no such image file"),
+        (["explain", "{text}"], "unsupported image"),
+        (["explain", "{empty}"], "unsupported image"),
+        (["explain", "{image}", "--model", "no-such-model"], "no model named 'no-such-model'"),
+        (["explain", "{image}", "--model", "{tmp}/absent.onnx"], "no model file"),
+        (["explain", "{image}", "--samples", "5"], "--samples"),
+        (["explain", "{image}", "--samples", "100001"], "--samples"),
+        (["explain", "{image}", "--classes", "3,1000"], "out of range"),
+        (["explain", "{image}", "--classes", "a,b"], "--classes"),
+        (["explain", "{image}", "--top-k", "50"], "--top-k"),
+        (["explain", "{image}", "--segmentation", "watershed"], "--segmentation"),
+        (["explain", "{image}", "--background", "purple"], "--background"),
+        (
+            ["explain", "{image}", "--segmentation", '{"algorithm": "grid", "cell_size": 1}'],
+            "--segmentation",
+        ),
+    ],
+)
+def test_bad_input_is_one_line_on_stderr_and_exit_2(
+    settings_env, tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], needle: str
+) -> None:
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "empty.png").write_bytes(b"")
+    image = tmp_path / "ok.png"
+    image.write_bytes(encode_png(np.zeros((8, 8, 3), np.uint8)))
+    names = {
+        "missing": str(tmp_path / "nope.jpg"),
+        "text": str(tmp_path / "notes.txt"),
+        "empty": str(tmp_path / "empty.png"),
+        "image": str(image),
+        "tmp": str(tmp_path),
+    }
+    for key, value in names.items():
+        argv = [a.replace("{" + key + "}", value) for a in argv]
+    code = main([*argv, "--out", str(tmp_path / "o"), "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 2
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("glimpse: ") and needle in lines[0]
+    assert not (tmp_path / "o").exists()
+
+
+def test_top_k_and_classes_are_exclusive(settings_env, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["explain", "x.png", "--top-k", "2", "--classes", "1"])
+    assert info.value.code == 2
+    assert "not allowed with" in capsys.readouterr().err

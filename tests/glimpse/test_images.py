@@ -1,0 +1,137 @@
+"""Decoding uploads: formats, modes, EXIF orientation, what is refused, the pixel limit."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from glimpse.errors import PayloadTooLarge, UnsupportedImage
+from glimpse.images import decode_image, decode_segments_png, encode_png, sha256_hex
+
+LIMIT = 40_000_000
+
+
+def encode(img: Image.Image, fmt: str, **kwargs: object) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kwargs)
+    return buf.getvalue()
+
+
+def rgb_image(width: int = 24, height: int = 16) -> Image.Image:
+    arr = np.zeros((height, width, 3), np.uint8)
+    arr[..., 0] = np.linspace(0, 255, width, dtype=np.uint8)[None, :]
+    arr[..., 1] = 128
+    return Image.fromarray(arr)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "kwargs"),
+    [
+        ("JPEG", {"quality": 95}),
+        ("PNG", {}),
+        ("WEBP", {"lossless": True}),
+        ("BMP", {}),
+        ("TIFF", {}),
+    ],
+)
+def test_accepted_formats_decode_to_rgb(fmt: str, kwargs: dict) -> None:
+    data = encode(rgb_image(), fmt, **kwargs)
+    out = decode_image(data, max_pixels=LIMIT)
+    assert out.pixels.shape == (16, 24, 3) and out.pixels.dtype == np.uint8
+    assert (out.width, out.height) == (24, 16)
+    assert out.format == fmt
+    assert out.sha256 == sha256_hex(data)
+    tolerance = 12 if fmt == "JPEG" else 0
+    assert np.abs(out.pixels.astype(int) - np.asarray(rgb_image()).astype(int)).max() <= tolerance
+
+
+@pytest.mark.parametrize("mode", ["L", "P", "RGBA", "LA", "CMYK", "I;16", "1"])
+def test_modes_become_rgb(mode: str) -> None:
+    if mode == "I;16":
+        img = Image.fromarray(np.full((10, 12), 65535, np.uint16))
+    else:
+        img = rgb_image(12, 10).convert(mode)
+    fmt = "JPEG" if mode == "CMYK" else "PNG"
+    out = decode_image(encode(img, fmt), max_pixels=LIMIT)
+    assert out.pixels.shape == (10, 12, 3) and out.pixels.dtype == np.uint8
+    if mode == "I;16":
+        assert (out.pixels == 255).all()
+
+
+def test_transparent_pixels_are_composed_on_white() -> None:
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    rgba[..., 0] = 255
+    rgba[:2, :, 3] = 255  # top half opaque red, bottom half fully transparent
+    out = decode_image(encode(Image.fromarray(rgba), "PNG"), max_pixels=LIMIT).pixels
+    assert tuple(out[0, 0]) == (255, 0, 0)
+    assert tuple(out[3, 3]) == (255, 255, 255)
+
+
+def test_exif_orientation_is_applied() -> None:
+    img = rgb_image(30, 10)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise to display
+    out = decode_image(encode(img, "JPEG", exif=exif.tobytes()), max_pixels=LIMIT)
+    assert (out.width, out.height) == (10, 30)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"this is not an image at all",
+        b"\x89PNG\r\n\x1a\n" + b"\x00" * 20,
+        encode(rgb_image(), "GIF"),
+        encode(rgb_image(), "PNG")[:60],  # truncated
+    ],
+)
+def test_refused_inputs_are_unsupported_image(data: bytes) -> None:
+    with pytest.raises(UnsupportedImage) as info:
+        decode_image(data, max_pixels=LIMIT)
+    assert info.value.status == 415
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG signature and an IHDR that declares width x height, and no pixel data."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr
+    chunk += struct.pack(">I", zlib.crc32(b"IHDR" + ihdr) & 0xFFFFFFFF)
+    end = struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND") & 0xFFFFFFFF)
+    return b"\x89PNG\r\n\x1a\n" + chunk + end
+
+
+@pytest.mark.parametrize(("width", "height"), [(7000, 7000), (10_000, 10_000), (100_000, 100_000)])
+def test_a_huge_declared_size_is_payload_too_large_without_decoding(
+    width: int, height: int
+) -> None:
+    data = png_header_only(width, height)
+    assert len(data) < 100
+    with pytest.raises(PayloadTooLarge) as info:
+        decode_image(data, max_pixels=LIMIT)
+    assert info.value.status == 413
+
+
+def test_the_pixel_limit_is_the_callers() -> None:
+    data = encode(rgb_image(24, 16), "PNG")
+    with pytest.raises(PayloadTooLarge, match="384 pixels"):
+        decode_image(data, max_pixels=383)
+    assert decode_image(data, max_pixels=384).pixels.shape == (16, 24, 3)
+
+
+def test_segment_pngs_round_trip_16_bit_ids() -> None:
+    ids = np.arange(40 * 30, dtype=np.uint16).reshape(40, 30) * 50
+    data = encode_png(ids)
+    with Image.open(io.BytesIO(data)) as img:
+        assert img.mode.startswith("I")
+    np.testing.assert_array_equal(decode_segments_png(data), ids.astype(np.int32))
+
+
+def test_encode_png_of_rgb() -> None:
+    arr = np.asarray(rgb_image())
+    with Image.open(io.BytesIO(encode_png(arr))) as img:
+        np.testing.assert_array_equal(np.asarray(img.convert("RGB")), arr)

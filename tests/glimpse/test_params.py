@@ -1,0 +1,124 @@
+"""The contract's `params`: defaults, unknown keys, ranges, the cache key."""
+
+from __future__ import annotations
+
+import pytest
+
+from glimpse.errors import InvalidParams
+from glimpse.params import (
+    Classes,
+    ConstantBackground,
+    ExplainParams,
+    Quickshift,
+    TopK,
+    parse_params,
+)
+
+
+def test_defaults_are_filled_in() -> None:
+    p = parse_params(None)
+    assert p == parse_params({})
+    assert p.model is None and p.method == "lime"
+    assert p.targets == TopK(top_k=1)
+    assert p.num_samples == 1000 and p.batch_size is None
+    assert p.segmentation == Quickshift(kernel_size=4, max_dist=200, ratio=0.2)
+    assert p.background == ConstantBackground(rgb=(0, 0, 0))
+    assert (p.lime.kernel_width, p.lime.alpha, p.lime.keep_probability) == (0.25, 1.0, 0.5)
+    assert p.output_space == "probability" and p.seed == 0 and p.cache is True
+    dumped = p.model_dump(mode="json")
+    assert dumped["segmentation"] == {
+        "algorithm": "quickshift",
+        "kernel_size": 4,
+        "max_dist": 200,
+        "ratio": 0.2,
+    }
+    assert dumped["targets"] == {"top_k": 1}
+
+
+@pytest.mark.parametrize(
+    ("raw", "loc"),
+    [
+        ({"colour": 1}, ["params", "colour"]),
+        ({"lime": {"kernel_width": 0.2, "extra": 1}}, ["params", "lime", "extra"]),
+        (
+            {"segmentation": {"algorithm": "grid", "n_segments": 3}},
+            ["params", "segmentation", "grid", "n_segments"],
+        ),
+    ],
+)
+def test_unknown_keys_are_rejected_with_their_location(raw: dict, loc: list[str]) -> None:
+    with pytest.raises(InvalidParams) as info:
+        parse_params(raw)
+    assert info.value.status == 422
+    assert loc in [e["loc"] for e in info.value.errors]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"num_samples": 9},
+        {"num_samples": 100_001},
+        {"method": "gradcam"},
+        {"targets": {"top_k": 0}},
+        {"targets": {"top_k": 21}},
+        {"targets": {"classes": []}},
+        {"targets": {"classes": [-1]}},
+        {"batch_size": 0},
+        {"segmentation": {"algorithm": "grid", "cell_size": 1}},
+        {"segmentation": {"algorithm": "watershed"}},
+        {"background": {"kind": "constant", "rgb": [0, 0, 256]}},
+        {"background": {"kind": "blur", "sigma": 0}},
+        {"lime": {"keep_probability": 1.0}},
+        {"seed": -1},
+        {"output_space": "log"},
+    ],
+)
+def test_out_of_range_values_are_rejected(raw: dict) -> None:
+    with pytest.raises(InvalidParams) as info:
+        parse_params(raw)
+    assert info.value.errors and all(e["loc"][0] == "params" for e in info.value.errors)
+
+
+@pytest.mark.parametrize("num_samples", [10, 100_000])
+def test_the_range_ends_are_accepted(num_samples: int) -> None:
+    assert parse_params({"num_samples": num_samples}).num_samples == num_samples
+
+
+def test_not_an_object() -> None:
+    with pytest.raises(InvalidParams, match="JSON object"):
+        parse_params([1, 2])
+
+
+def test_targets_and_nested_specs_parse() -> None:
+    p = parse_params(
+        {
+            "targets": {"classes": [3, 1]},
+            "segmentation": {"algorithm": "slic"},
+            "background": {"kind": "blur"},
+            "method": "kernel_shap",
+        }
+    )
+    assert isinstance(p.targets, Classes) and p.targets.classes == [3, 1]
+    assert p.segmentation.algorithm == "slic" and p.background.kind == "blur"
+
+
+def test_cache_key_ignores_cache_and_batch_size_but_not_what_changes_numbers() -> None:
+    base = parse_params({})
+    key = base.cache_key("abc")
+    assert parse_params({"cache": False, "batch_size": 7}).cache_key("abc") == key
+    assert base.cache_key("abd") != key
+    for change in (
+        {"seed": 1},
+        {"method": "kernel_shap"},
+        {"num_samples": 999},
+        {"model": "m"},
+        {"targets": {"top_k": 2}},
+        {"output_space": "logit"},
+    ):
+        assert parse_params(change).cache_key("abc") != key, change
+    assert parse_params({"num_samples": 1000}).cache_key("abc") == key  # defaults spelled out
+
+
+def test_params_are_frozen() -> None:
+    with pytest.raises(Exception):  # noqa: B017  (pydantic's ValidationError)
+        ExplainParams().seed = 3  # type: ignore[misc]

@@ -1,0 +1,159 @@
+"""RQ job functions: importable, module-level, JSON-able arguments (the job id only).
+
+A job reads its params and image from the job store, runs the engine with warm models, and
+writes progress, then the result and segments, through guarded writes: a job deleted while
+it runs is noticed at the next progress report (between batches) and stops.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+from redis import Redis
+from rq import get_current_job
+
+from glimpse.errors import GlimpseError
+from glimpse.images import decode_image, encode_png
+from glimpse.params import ExplainParams
+from glimpse.settings import Settings, get_settings
+from glimpse.store import JobStore
+from worker.engine.explain import Cancelled, explain
+from worker.models import WarmModels
+from worker.results import build_result
+
+log = logging.getLogger(__name__)
+
+#: At most this many progress writes per second.
+PROGRESS_INTERVAL_S = 0.1
+
+_warm: WarmModels | None = None
+_stop_requested = False
+
+
+def warm_models(settings: Settings | None = None) -> WarmModels:
+    """The process's models: sessions are built once and stay warm across jobs."""
+    global _warm
+    if _warm is None:
+        _warm = WarmModels(settings or get_settings())
+    return _warm
+
+
+def request_stop() -> None:
+    """Ask the running job to stop at its next progress report (worker shutting down)."""
+    global _stop_requested
+    _stop_requested = True
+
+
+class WorkerStopped(Cancelled):
+    """The worker is shutting down; the job ends failed so a client can resubmit it."""
+
+
+def _connection(settings: Settings) -> Redis:
+    job = get_current_job()
+    if job is not None:
+        return job.connection
+    return Redis.from_url(settings.redis_url or "redis://127.0.0.1:6379/0")
+
+
+def run_explanation(job_id: str) -> str:
+    """Explain the job `job_id`; returns its final status ('finished', 'failed', 'canceled')."""
+    settings = get_settings()
+    store = JobStore(_connection(settings), settings)
+    if not store.start(job_id):
+        log.info("job %s was deleted before it started", job_id)
+        return "canceled"
+    started = time.perf_counter()
+    try:
+        status, evaluations, evaluation_seconds = _run(store, settings, job_id)
+    except WorkerStopped:
+        detail = "the worker shut down while the job ran; submit it again"
+        store.fail(job_id, "Worker stopped", detail)
+        store.record_outcome("failed", seconds=time.perf_counter() - started)
+        return "failed"
+    except Cancelled:
+        log.info("job %s canceled while running", job_id)
+        store.record_outcome("canceled")
+        return "canceled"
+    except GlimpseError as exc:
+        log.warning("job %s failed: %s: %s", job_id, exc.title, exc.detail)
+        store.fail(job_id, exc.title, exc.detail)
+        store.record_outcome("failed", seconds=time.perf_counter() - started)
+        return "failed"
+    except Exception as exc:  # a job must end in a state a client can read
+        log.exception("job %s crashed", job_id)
+        title = "Job timed out" if type(exc).__name__ == "JobTimeoutException" else "Internal error"
+        store.fail(job_id, title, f"{type(exc).__name__}: {exc}")
+        store.record_outcome("failed", seconds=time.perf_counter() - started)
+        return "failed"
+    store.record_outcome(
+        status,
+        seconds=time.perf_counter() - started if status == "finished" else None,
+        evaluations=evaluations,
+        evaluation_seconds=evaluation_seconds,
+    )
+    return status
+
+
+def _run(store: JobStore, settings: Settings, job_id: str) -> tuple[str, int, float]:
+    job = store.get(job_id)
+    if job is None:
+        raise Cancelled()
+    params = ExplainParams.model_validate(job.params)
+    image_bytes = store.image(job)
+    if image_bytes is None:
+        raise GlimpseError("the uploaded image expired before the job ran")
+    image = decode_image(image_bytes, max_pixels=settings.max_image_pixels)
+    loaded = warm_models(settings).get(params.model or settings.default_model)
+
+    last = 0.0
+
+    def progress(done: int, total: int) -> None:
+        nonlocal last
+        if _stop_requested:
+            raise WorkerStopped()
+        now = time.monotonic()
+        if now - last < PROGRESS_INTERVAL_S and done < total:
+            return
+        last = now
+        if not store.progress(job_id, done, total):
+            raise Cancelled()
+
+    explanation = explain(
+        image.pixels,
+        loaded.runtime,
+        params,
+        batch_size=params.batch_size or settings.batch_size,
+        segment_max_side=settings.segment_max_side,
+        progress=progress,
+    )
+    result = build_result(
+        explanation,
+        model_name=loaded.name,
+        runtime=loaded.runtime.runtime,
+        labels=loaded.registered.labels,
+        image=image,
+        params=params,
+    )
+    segments = encode_png(explanation.segments.astype(np.uint16))
+    written = store.finish(
+        job_id,
+        result_json=result.model_dump_json(),
+        segments_png=segments,
+        done=explanation.model_evaluations,
+    )
+    if not written:
+        return "canceled", explanation.model_evaluations, explanation.evaluation_seconds
+    return "finished", explanation.model_evaluations, explanation.evaluation_seconds
+
+
+def on_failure(job: Any, connection: Redis, exc_type: Any, exc_value: Any, tb: Any) -> None:
+    """RQ failure callback: the job function died in a way it could not record itself
+    (timeout outside its try, a crash in RQ); make the job `failed` with the reason."""
+    settings = get_settings()
+    store = JobStore(connection, settings)
+    name = getattr(exc_type, "__name__", "Error")
+    title = "Job timed out" if name == "JobTimeoutException" else "Job crashed"
+    store.fail(job.id, title, f"{name}: {exc_value}")
