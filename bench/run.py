@@ -124,7 +124,7 @@ def peer_lime_seconds(model, image: np.ndarray, samples: int, batch_size: int) -
     started = time.perf_counter()
     explainer.explain_instance(
         image, classifier_fn(model), top_labels=1, hide_color=0,
-        num_samples=samples, batch_size=batch_size, progress_bar=False,
+        num_samples=samples, batch_size=batch_size,
     )
     return time.perf_counter() - started
 

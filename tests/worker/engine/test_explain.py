@@ -7,10 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import skimage.data
-from conftest import EFFICIENTNET, efficientnet_card
 from onnx_models import interaction_model, load, region_model, tiny_card
 
-from glimpse.cards import ModelCard
+from glimpse.cards import ModelCard, ModelRegistry
 from glimpse.errors import InvalidParams
 from glimpse.params import parse_params
 from worker.engine.explain import Cancelled, explain, to_output_space
@@ -116,8 +115,9 @@ def test_output_spaces() -> None:
 
 
 @pytest.fixture(scope="module")
-def efficientnet() -> OnnxRuntimeModel:
-    return OnnxRuntimeModel(EFFICIENTNET, efficientnet_card())
+def efficientnet(models_dir: Path) -> OnnxRuntimeModel:
+    registered = ModelRegistry(models_dir).get("efficientnet-lite0")
+    return OnnxRuntimeModel(registered.onnx_path, registered.card)
 
 
 @pytest.mark.parametrize("method", ["lime", "kernel_shap"])
