@@ -148,9 +148,7 @@ def delete(store: JobStore, queue: Queue, job_id: str) -> None:
 def finished(store: JobStore, job_id: str) -> tuple[JobRecord, ExplanationResult]:
     job = get(store, job_id)
     if job.status != "finished" or job.result_json is None:
-        raise NotFinished(
-            f"job {job_id} is {job.status}; its artifacts exist once it is finished"
-        )
+        raise NotFinished(f"job {job_id} is {job.status}; its artifacts exist once it is finished")
     return job, ExplanationResult.model_validate_json(job.result_json)
 
 

@@ -121,7 +121,7 @@ def _from_json(body: bytes) -> Submission:
     doc = _loads(body, loc=["body"], what="the body")
     if not isinstance(doc, dict):
         raise BadRequest(
-            "the JSON body must be an object {\"image_b64\", \"params\"}",
+            'the JSON body must be an object {"image_b64", "params"}',
             errors=[{"loc": ["body"], "msg": "must be a JSON object"}],
         )
     unknown = sorted(set(doc) - JSON_FIELDS)

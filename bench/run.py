@@ -1,8 +1,8 @@
 """The throughput benchmark: prints one JSON object (see README, "Figures").
 
-    python bench/run.py                          # EfficientNet-Lite0 (../shared/models), 1000 samples
+    python bench/run.py                       # EfficientNet-Lite0 (../shared/models), 1000 samples
     python bench/run.py --model resnet50         # ResNet50 architecture, seeded untrained weights
-    python bench/run.py --skip-rest --skip-peers --samples 200   # quick look
+    python bench/run.py --skip-rest --skip-peers --samples 200     # a quick look
 
 Everything runs on this machine: the engine in this process, the peers (lime_image, shap's
 Partition explainer) on the same ONNX session, and the REST figures through a real
@@ -48,7 +48,9 @@ def prepare_models(root: Path, which: str) -> str:
         (folder / "model.onnx").symlink_to(SHARED / "efficientnet-lite0.onnx")
         shutil.copyfile(SHARED / "imagenet1k_labels.txt", folder / "labels.txt")
         card = ModelCard(
-            input_name="data", output_name="logits", num_classes=1000,
+            input_name="data",
+            output_name="logits",
+            num_classes=1000,
             **PRESETS["imagenet-squash"],  # type: ignore[arg-type]
         )
         registry.write(name, card)
@@ -123,13 +125,19 @@ def peer_lime_seconds(model, image: np.ndarray, samples: int, batch_size: int) -
     explainer = lime_image.LimeImageExplainer(random_state=0)
     started = time.perf_counter()
     explainer.explain_instance(
-        image, classifier_fn(model), top_labels=1, hide_color=0,
-        num_samples=samples, batch_size=batch_size,
+        image,
+        classifier_fn(model),
+        top_labels=1,
+        hide_color=0,
+        num_samples=samples,
+        batch_size=batch_size,
     )
     return time.perf_counter() - started
 
 
-def peer_shap_partition_seconds(model, image: np.ndarray, samples: int, batch_size: int) -> float | None:
+def peer_shap_partition_seconds(
+    model, image: np.ndarray, samples: int, batch_size: int
+) -> float | None:
     try:
         import shap
     except ImportError:
@@ -139,8 +147,11 @@ def peer_shap_partition_seconds(model, image: np.ndarray, samples: int, batch_si
     explainer = shap.Explainer(lambda x: predict(x), masker, algorithm="partition")
     started = time.perf_counter()
     explainer(
-        image[None].astype(np.float64), max_evals=samples, batch_size=batch_size,
-        outputs=shap.Explanation.argsort.flip[:1], silent=True,
+        image[None].astype(np.float64),
+        max_evals=samples,
+        batch_size=batch_size,
+        outputs=shap.Explanation.argsort.flip[:1],
+        silent=True,
     )
     return time.perf_counter() - started
 
@@ -167,7 +178,10 @@ class Service:
         env.pop("GLIMPSE_REDIS_URL", None)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "glimpse.cli", "up", "--port", str(self.port), "--workers", "1"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         self.base = f"http://127.0.0.1:{self.port}"
 
@@ -214,7 +228,9 @@ def explain_over_rest(base: str, png: bytes, samples: int, seed: int) -> float:
     return time.perf_counter() - started
 
 
-def rest_figures(models_dir: Path, model: str, image: np.ndarray, samples: int, batch_size: int, requests: int) -> dict:
+def rest_figures(
+    models_dir: Path, model: str, image: np.ndarray, samples: int, batch_size: int, requests: int
+) -> dict:
     png = encode_png(image)
     figures: dict[str, dict[str, float]] = {}
     with Service(models_dir, model, batch_size) as service:
@@ -223,9 +239,11 @@ def rest_figures(models_dir: Path, model: str, image: np.ndarray, samples: int, 
             n = requests if clients == 1 else max(requests, clients)
             started = time.perf_counter()
             with ThreadPoolExecutor(clients) as pool:
-                latencies = list(pool.map(
-                    lambda s: explain_over_rest(service.base, png, samples, seed=s), range(n)
-                ))
+                latencies = list(
+                    pool.map(
+                        lambda s: explain_over_rest(service.base, png, samples, seed=s), range(n)
+                    )
+                )
             wall = time.perf_counter() - started
             figures[f"clients_{clients}"] = {
                 "requests": n,
@@ -241,9 +259,20 @@ def memory_curve(which: str, budgets: list[int], batch_size: int) -> dict[str, f
     curve = {}
     for budget in budgets:
         out = subprocess.run(
-            [sys.executable, __file__, "--model", which, "--samples", str(budget),
-             "--batch-size", str(batch_size), "--memory-probe"],
-            check=True, capture_output=True, text=True,
+            [
+                sys.executable,
+                __file__,
+                "--model",
+                which,
+                "--samples",
+                str(budget),
+                "--batch-size",
+                str(batch_size),
+                "--memory-probe",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout
         curve[str(budget)] = json.loads(out)["peak_rss_mb"]
     return curve
@@ -293,7 +322,9 @@ def main() -> None:
             "kernel_shap_s": round(shap_["seconds"], 3),
             "bare_model_s": round(bare, 3),
             "overhead_ratio": round(lime["seconds"] / bare, 4),
-            "kernel_shap_overhead_ratio": round(shap_["seconds"] * rate / shap_["model_evaluations"], 4),
+            "kernel_shap_overhead_ratio": round(
+                shap_["seconds"] * rate / shap_["model_evaluations"], 4
+            ),
             "segmentation_s": round(lime["segmentation_seconds"], 3),
             "segments": lime["segments"],
         }
@@ -311,7 +342,9 @@ def main() -> None:
             )
         if not args.skip_memory:
             budgets = [int(b) for b in args.memory_budgets.split(",")]
-            report["worker_peak_rss_mb_by_samples"] = memory_curve(args.model, budgets, args.batch_size)
+            report["worker_peak_rss_mb_by_samples"] = memory_curve(
+                args.model, budgets, args.batch_size
+            )
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:

@@ -82,7 +82,11 @@ def _to_rgb(img: Image.Image) -> np.ndarray:
     if img.mode == "F":
         arr = np.asarray(img, dtype=np.float64)
         lo, hi = float(arr.min()), float(arr.max())
-        gray = np.zeros(arr.shape, np.uint8) if hi <= lo else ((arr - lo) / (hi - lo) * 255).astype(np.uint8)
+        gray = (
+            np.zeros(arr.shape, np.uint8)
+            if hi <= lo
+            else ((arr - lo) / (hi - lo) * 255).astype(np.uint8)
+        )
         return np.repeat(gray[:, :, None], 3, axis=2)
     if img.mode in {"RGBA", "LA", "PA"} or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")

@@ -127,6 +127,4 @@ def parse_params(raw: Any, *, loc_prefix: tuple[str, ...] = ("params",)) -> Expl
             for e in exc.errors(include_url=False)
         ]
         first = errors[0]
-        raise InvalidParams(
-            f"{'.'.join(first['loc'])}: {first['msg']}", errors=errors
-        ) from None
+        raise InvalidParams(f"{'.'.join(first['loc'])}: {first['msg']}", errors=errors) from None

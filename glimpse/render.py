@@ -17,9 +17,17 @@ STYLES: tuple[str, ...] = ("heatmap", "boundaries", "highlight")
 # A diverging blue-white-red ramp (ColorBrewer RdBu, reversed: negative blue, positive red).
 _RAMP = np.array(
     [
-        [5, 48, 97], [33, 102, 172], [67, 147, 195], [146, 197, 222], [209, 229, 240],
+        [5, 48, 97],
+        [33, 102, 172],
+        [67, 147, 195],
+        [146, 197, 222],
+        [209, 229, 240],
         [247, 247, 247],
-        [253, 219, 199], [244, 165, 130], [214, 96, 77], [178, 24, 43], [103, 0, 31],
+        [253, 219, 199],
+        [244, 165, 130],
+        [214, 96, 77],
+        [178, 24, 43],
+        [103, 0, 31],
     ],
     dtype=np.float32,
 )
@@ -61,7 +69,7 @@ def render_overlay(
     elif style == "boundaries":
         out = photo.copy()
         order = np.argsort(-weights, kind="stable")
-        positive = order[: num_features][weights[order[:num_features]] > 0]
+        positive = order[:num_features][weights[order[:num_features]] > 0]
         _outline(out, np.isin(segments, positive), (255, 255, 0))
         if negative:
             worst = np.argsort(weights, kind="stable")[:num_features]

@@ -20,9 +20,13 @@ class Settings(BaseSettings):
         description="Redis to queue jobs in; unset means `glimpse up` starts its own.",
     )
     models_dir: Path = Field(default=Path("models"), description="Folder of model folders.")
-    default_model: str = Field(default="resnet50", description="Model used when a request names none.")
+    default_model: str = Field(
+        default="resnet50", description="Model used when a request names none."
+    )
     queue_name: str = "glimpse"
-    key_prefix: str = Field(default="glimpse", description="Prefix of every Redis key Glimpse writes.")
+    key_prefix: str = Field(
+        default="glimpse", description="Prefix of every Redis key Glimpse writes."
+    )
 
     # Limits on what a client may send.
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
@@ -31,7 +35,9 @@ class Settings(BaseSettings):
     retry_after_s: int = Field(default=5, gt=0)
 
     # Jobs and their data.
-    result_ttl_s: int = Field(default=24 * 3600, gt=0, description="How long jobs and results live.")
+    result_ttl_s: int = Field(
+        default=24 * 3600, gt=0, description="How long jobs and results live."
+    )
     job_timeout_s: int = Field(default=600, gt=0)
 
     # The engine.

@@ -260,7 +260,11 @@ class JobStore:
         return bool(self._update(keys=[self.job_key(job_id)], args=args))
 
     def record_outcome(
-        self, outcome: str, *, seconds: float | None = None, evaluations: int = 0,
+        self,
+        outcome: str,
+        *,
+        seconds: float | None = None,
+        evaluations: int = 0,
         evaluation_seconds: float = 0.0,
     ) -> None:
         """Counters for /metrics: jobs by outcome, duration histogram, model evaluations."""

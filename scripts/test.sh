@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
-# The test command: installs what it needs into .venv, then runs the whole suite.
+# The test command: installs what it needs into .venv, lints, then runs the whole suite.
 source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
 exec .venv/bin/python -m pytest -q "$@"

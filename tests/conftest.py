@@ -32,7 +32,9 @@ def efficientnet_card() -> ModelCard:
 def register_efficientnet(models_dir: Path, name: str = "efficientnet-lite0") -> Path:
     """A models folder with the shared EfficientNet, linked (never copied into the repo)."""
     if not EFFICIENTNET.is_file():
-        pytest.fail(f"the shared model {EFFICIENTNET} is missing: ../shared must sit beside the repo")
+        pytest.fail(
+            f"the shared model {EFFICIENTNET} is missing: ../shared must sit beside the repo"
+        )
     folder = models_dir / name
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "model.onnx").unlink(missing_ok=True)

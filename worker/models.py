@@ -32,7 +32,7 @@ def load_model(registered: RegisteredModel, settings: Settings) -> LoadedModel:
         providers=settings.providers,
         intra_op_threads=settings.intra_op_threads,
     )
-    registered.labels  # read and check the labels now, not in the middle of a job
+    _ = registered.labels  # read and check the labels now, not in the middle of a job
     return LoadedModel(registered=registered, runtime=runtime, mtime_ns=path.stat().st_mtime_ns)
 
 

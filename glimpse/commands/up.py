@@ -69,8 +69,21 @@ class Supervisor:
         self.tmpdir = tempfile.mkdtemp(prefix="glimpse-redis-")
         port = free_port()
         self.redis = self._spawn(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", self.tmpdir,
-             "--save", "", "--appendonly", "no", "--loglevel", "warning"]
+            [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                self.tmpdir,
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--loglevel",
+                "warning",
+            ]
         )
         url = f"redis://127.0.0.1:{port}/0"
         _wait_for_redis(url, self.redis)
@@ -83,8 +96,17 @@ class Supervisor:
         for _ in range(self.workers):
             self.worker_procs.append(self._spawn([sys.executable, "-m", "worker.worker"]))
         self.api = self._spawn(
-            [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
-             "--host", self.host, "--port", str(self.port)]
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "app.main:create_app",
+                "--factory",
+                "--host",
+                self.host,
+                "--port",
+                str(self.port),
+            ]
         )
         url = f"http://{self.host}:{self.port}"
         print(f"glimpse: API at {url}  docs at {url}/docs  ({self.workers} worker(s))", flush=True)
@@ -99,8 +121,11 @@ class Supervisor:
             for proc in self.children():
                 code = proc.poll()
                 if code is not None:
-                    print(f"glimpse: {proc.args[2] if len(proc.args) > 2 else proc.args[0]} "
-                          f"(pid {proc.pid}) exited with {code}; stopping", file=sys.stderr)
+                    print(
+                        f"glimpse: {proc.args[2] if len(proc.args) > 2 else proc.args[0]} "
+                        f"(pid {proc.pid}) exited with {code}; stopping",
+                        file=sys.stderr,
+                    )
                     return 1
             time.sleep(0.2)
         return 0

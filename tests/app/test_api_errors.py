@@ -84,7 +84,7 @@ def test_400_multipart_params_not_json(live: httpx.Client, small_png: bytes) -> 
 def test_400_broken_multipart(live: httpx.Client) -> None:
     r = live.post(
         "/v1/explanations",
-        content=b"--xyz\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a\"\r\n",
+        content=b'--xyz\r\nContent-Disposition: form-data; name="image"; filename="a"\r\n',
         headers={"content-type": "multipart/form-data; boundary=xyz"},
     )
     assert r.status_code == 400 and r.headers["content-type"] == "application/problem+json"
@@ -160,8 +160,10 @@ def test_415_unsupported_media_type(live: httpx.Client, small_png: bytes) -> Non
         ({"model": "no-such-model"}, ["params", "model"]),
         ({"model": "../etc"}, ["params", "model"]),
         ({"targets": {"classes": [1000]}}, ["params", "targets", "classes"]),
-        ({"segmentation": {"algorithm": "slic", "n_segments": 1}},
-         ["params", "segmentation", "slic", "n_segments"]),
+        (
+            {"segmentation": {"algorithm": "slic", "n_segments": 1}},
+            ["params", "segmentation", "slic", "n_segments"],
+        ),
         ([1, 2], ["params"]),
     ],
 )

@@ -58,8 +58,15 @@ def test_submit_answers_202_with_location_and_the_queued_job(
 
 def test_finished_job_matches_the_contract(finished: dict, chelsea_png: bytes) -> None:
     assert set(finished) == {
-        "id", "status", "created_at", "started_at", "finished_at", "progress", "params",
-        "error", "result",
+        "id",
+        "status",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "progress",
+        "params",
+        "error",
+        "result",
     }
     assert finished["started_at"] and finished["finished_at"]
     assert finished["created_at"] <= finished["started_at"] <= finished["finished_at"]
@@ -67,7 +74,9 @@ def test_finished_job_matches_the_contract(finished: dict, chelsea_png: bytes) -
     assert result["model"]["name"] == DEFAULT_MODEL
     assert result["method"] == finished["params"]["method"]
     assert result["image"] == {
-        "width": 451, "height": 300, "sha256": hashlib.sha256(chelsea_png).hexdigest()
+        "width": 451,
+        "height": 300,
+        "sha256": hashlib.sha256(chelsea_png).hexdigest(),
     }
     assert len(result["predictions"]) == 5
     assert result["predictions"][0]["class_index"] == CAT
@@ -114,8 +123,16 @@ def test_attribution_npy_paints_the_weights(client: httpx.Client, finished: dict
 def test_overlay_png_in_every_style(client: httpx.Client, finished: dict, style: str) -> None:
     second = finished["result"]["explanations"][1]["class_index"]
     base = f"/v1/explanations/{finished['id']}/overlay.png"
-    for query in ({"style": style}, {"style": style, "class_index": second, "negative": "true",
-                                      "num_features": 3, "percentile": 80}):
+    for query in (
+        {"style": style},
+        {
+            "style": style,
+            "class_index": second,
+            "negative": "true",
+            "num_features": 3,
+            "percentile": 80,
+        },
+    ):
         r = client.get(base, params=query)
         assert r.status_code == 200, r.text
         assert r.headers["content-type"] == "image/png"
@@ -159,8 +176,11 @@ def test_identical_request_reuses_the_job_unless_cache_is_false(
 def test_cancel_running_and_queued_jobs(
     client: httpx.Client, chelsea_png: bytes, small_png: bytes, redis_server: RedisServer
 ) -> None:
-    long = {"num_samples": 100_000, "segmentation": {"algorithm": "grid", "cell_size": 64},
-            "cache": False}
+    long = {
+        "num_samples": 100_000,
+        "segmentation": {"algorithm": "grid", "cell_size": 64},
+        "cache": False,
+    }
     running = submit_json(client, chelsea_png, long).json()["id"]
 
     def is_running() -> bool:

@@ -33,7 +33,10 @@ def test_models_lists_the_cards(client: httpx.Client) -> None:
     assert r.status_code == 200
     models = {m["name"]: m for m in r.json()}
     assert models[DEFAULT_MODEL] == {
-        "name": DEFAULT_MODEL, "input_size": [224, 224], "num_classes": 1000, "default": True
+        "name": DEFAULT_MODEL,
+        "input_size": [224, 224],
+        "num_classes": 1000,
+        "default": True,
     }
     assert models[BROKEN_MODEL]["default"] is False
 

@@ -45,15 +45,20 @@ def test_glimpse_up_serves_and_stops_cleanly(
     service_models_dir: Path, small_png: bytes, stop_signal: int
 ) -> None:
     port = free_port()
-    env = base_env(GLIMPSE_MODELS_DIR=str(service_models_dir),
-                   GLIMPSE_DEFAULT_MODEL="efficientnet-lite0")
+    env = base_env(
+        GLIMPSE_MODELS_DIR=str(service_models_dir), GLIMPSE_DEFAULT_MODEL="efficientnet-lite0"
+    )
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "glimpse.cli", "up", "--port", str(port), "--workers", "2"],
-            env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+            env=env,
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
         try:
+
             def ready() -> bool:
                 try:
                     return client.get("/readyz").status_code == 200
@@ -63,8 +68,9 @@ def test_glimpse_up_serves_and_stops_cleanly(
             wait_until(ready, timeout=90, what="glimpse up to be ready", proc=proc)
             children = children_of(proc.pid)
             assert len(children) == 4  # redis-server, two workers, uvicorn
-            names = " ".join(Path(f"/proc/{c}/cmdline").read_text().replace("\0", " ")
-                             for c in children)
+            names = " ".join(
+                Path(f"/proc/{c}/cmdline").read_text().replace("\0", " ") for c in children
+            )
             assert "redis-server" in names and "worker.worker" in names and "uvicorn" in names
             r = submit_multipart(client, small_png, FAST_PARAMS)
             assert r.status_code == 202, r.text

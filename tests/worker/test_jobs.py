@@ -138,8 +138,9 @@ def test_an_image_shared_by_two_jobs_lives_until_the_last_is_deleted(
 def test_deleting_a_running_job_cancels_it_between_batches(
     store: JobStore, chelsea_png: bytes
 ) -> None:
-    job_id = new_job(store, chelsea_png, num_samples=100_000,
-                     segmentation={"algorithm": "grid", "cell_size": 64})
+    job_id = new_job(
+        store, chelsea_png, num_samples=100_000, segmentation={"algorithm": "grid", "cell_size": 64}
+    )
     outcome: list[str] = []
     thread = threading.Thread(target=lambda: outcome.append(jobs.run_explanation(job_id)))
     thread.start()
@@ -230,8 +231,9 @@ def test_rq_runs_jobs_in_process_and_times_them_out(
     settings: Settings, store: JobStore, chelsea_png: bytes, restore_signals: None
 ) -> None:
     quick = new_job(store, chelsea_png)
-    slow = new_job(store, chelsea_png, num_samples=100_000,
-                   segmentation={"algorithm": "grid", "cell_size": 64})
+    slow = new_job(
+        store, chelsea_png, num_samples=100_000, segmentation={"algorithm": "grid", "cell_size": 64}
+    )
     enqueue(settings, store, quick, timeout=120)
     enqueue(settings, store, slow, timeout=2)
     worker = build_worker(settings, store.redis)

@@ -112,7 +112,9 @@ def explain(
 
     grid = InputGrid(card, image.shape[:2])
     x = grid.image(image)
-    compose = Composer(x, grid.image(background_image(image, params.background)), grid.labels(segments))
+    compose = Composer(
+        x, grid.image(background_image(image, params.background)), grid.labels(segments)
+    )
 
     raw_full = model(x[None])
     probabilities = to_output_space(raw_full, card, "probability")[0]
@@ -125,7 +127,11 @@ def explain(
     z = coalitions.z
     full_rows = z.all(axis=1)
     todo = np.flatnonzero(~full_rows)
-    empty = np.zeros((1, n_segments), bool) if coalitions.needs_empty else np.zeros((0, n_segments), bool)
+    empty = (
+        np.zeros((1, n_segments), bool)
+        if coalitions.needs_empty
+        else np.zeros((0, n_segments), bool)
+    )
     queue = np.vstack([empty, z[todo]])
     total = 1 + len(queue)
 
@@ -147,7 +153,7 @@ def explain(
     f_empty = evaluated[0] if coalitions.needs_empty else None
     y = np.empty((len(z), len(targets)), np.float64)
     y[full_rows] = f_full
-    y[todo] = evaluated[len(empty):]
+    y[todo] = evaluated[len(empty) :]
     fit = estimator.fit(coalitions, y, f_full, f_empty)
 
     order = np.argsort(-probabilities, kind="stable")[:TOP_PREDICTIONS]
@@ -173,7 +179,9 @@ def _targets(params: ExplainParams, probabilities: np.ndarray, num_classes: int)
         if bad:
             raise InvalidParams(
                 f"classes {bad} out of range: the model has {num_classes} classes",
-                errors=[{"loc": ["params", "targets", "classes"], "msg": f"must be < {num_classes}"}],
+                errors=[
+                    {"loc": ["params", "targets", "classes"], "msg": f"must be < {num_classes}"}
+                ],
             )
         return np.asarray(params.targets.classes, np.intp)
     k = min(params.targets.top_k, num_classes)

@@ -32,7 +32,9 @@ class KernelShap:
         kernel = (m - 1) / (sizes * (m - sizes))  # total kernel mass of each size s = 1..M-1
         # Pair s with M - s: mass of the pair, enumerated together.
         half = (m - 1 + 1) // 2  # sizes 1..half, where half pairs with m-half
-        pair_mass = np.array([kernel[s - 1] + (kernel[m - s - 1] if s != m - s else 0.0) for s in range(1, half + 1)])
+        pair_mass = np.array(
+            [kernel[s - 1] + (kernel[m - s - 1] if s != m - s else 0.0) for s in range(1, half + 1)]
+        )
         pair_mass /= pair_mass.sum()
 
         blocks: list[np.ndarray] = []
@@ -53,7 +55,9 @@ class KernelShap:
             remaining -= count
             left_mass -= pair_mass[s - 1]
         if first_random <= half and remaining > 0 and left_mass > 1e-12:
-            rows = _random_paired(m, np.arange(first_random, half + 1), pair_mass[first_random - 1 :], remaining, rng)
+            rows = _random_paired(
+                m, np.arange(first_random, half + 1), pair_mass[first_random - 1 :], remaining, rng
+            )
             blocks.append(rows)
             weights.append(np.full(len(rows), left_mass / len(rows)))
         z = np.vstack(blocks) if blocks else np.zeros((0, m), bool)
@@ -75,7 +79,9 @@ class KernelShap:
 def _all_subsets(m: int, s: int) -> np.ndarray:
     """Every subset of size s of m features as (C(m, s), m) bool rows."""
     idx = np.fromiter(
-        (i for combo in combinations(range(m), s) for i in combo), dtype=np.intp, count=comb(m, s) * s
+        (i for combo in combinations(range(m), s) for i in combo),
+        dtype=np.intp,
+        count=comb(m, s) * s,
     ).reshape(-1, s)
     rows = np.zeros((len(idx), m), bool)
     np.put_along_axis(rows, idx, True, axis=1)

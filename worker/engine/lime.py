@@ -1,4 +1,4 @@
-"""LIME with lime_image's semantics: Bernoulli coalitions, cosine-distance kernel, weighted Ridge."""
+"""LIME as lime_image does it: Bernoulli coalitions, cosine-distance kernel, weighted Ridge."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ class Lime:
     keep_probability: float = 0.5
 
     def sample(self, n_segments: int, budget: int, rng: np.random.Generator) -> Coalitions:
-        """Row 0 is the unperturbed image, as in lime_image; the rest keep each superpixel with p."""
+        """Row 0 is the unperturbed image (as in lime_image); others keep each superpixel with p."""
         z = rng.random((budget, n_segments)) < self.keep_probability
         z[0] = True
         return Coalitions(z=z, weights=self.kernel(z))

@@ -8,7 +8,7 @@ import numpy as np
 def weighted_ridge(
     x: np.ndarray, y: np.ndarray, w: np.ndarray, alpha: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Ridge with an unpenalised intercept, as scikit-learn's Ridge(alpha).fit(x, y, sample_weight=w).
+    """Ridge with an unpenalised intercept: sklearn's Ridge(alpha).fit(x, y, sample_weight=w).
 
     x: (n, m) float; y: (n, k); w: (n,) >= 0.
     Returns coef (k, m), intercept (k,), weighted R² (k,).
@@ -26,7 +26,11 @@ def weighted_ridge(
     if m <= n:
         gram = xw.T @ xc
         gram[np.diag_indices_from(gram)] += alpha
-        coef = np.linalg.solve(gram, xw.T @ yc) if alpha > 0 else np.linalg.lstsq(gram, xw.T @ yc, rcond=None)[0]
+        coef = (
+            np.linalg.solve(gram, xw.T @ yc)
+            if alpha > 0
+            else np.linalg.lstsq(gram, xw.T @ yc, rcond=None)[0]
+        )
     else:  # dual form: (XᵀWX + αI)⁻¹XᵀW = XᵀW(XXᵀW + αI)⁻¹ … solved on the n×n side
         sw = np.sqrt(w)
         xs = xc * sw[:, None]

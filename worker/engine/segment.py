@@ -37,7 +37,9 @@ def segment(
     if count > MAX_SEGMENTS:
         raise InvalidParams(
             f"segmentation gives {count} superpixels; at most {MAX_SEGMENTS} can be explained",
-            errors=[{"loc": ["params", "segmentation"], "msg": f"{count} > {MAX_SEGMENTS} superpixels"}],
+            errors=[
+                {"loc": ["params", "segmentation"], "msg": f"{count} > {MAX_SEGMENTS} superpixels"}
+            ],
         )
     return ids
 
@@ -53,8 +55,11 @@ def _segment_rgb(image: np.ndarray, spec: Segmentation, seed: int) -> np.ndarray
         )
     if isinstance(spec, Slic):
         return slic(
-            image, n_segments=spec.n_segments, compactness=spec.compactness,
-            start_label=0, channel_axis=-1,
+            image,
+            n_segments=spec.n_segments,
+            compactness=spec.compactness,
+            start_label=0,
+            channel_axis=-1,
         )
     if isinstance(spec, Felzenszwalb):
         return felzenszwalb(

@@ -15,7 +15,12 @@ from __future__ import annotations
 import onnx
 from onnx import TensorProto, helper
 
-Z, SEGMENTS, IMAGE, BACKGROUND = "glimpse_z", "glimpse_segments", "glimpse_image", "glimpse_background"
+Z, SEGMENTS, IMAGE, BACKGROUND = (
+    "glimpse_z",
+    "glimpse_segments",
+    "glimpse_image",
+    "glimpse_background",
+)
 
 
 def fuse_perturbation(model: onnx.ModelProto, input_name: str) -> onnx.ModelProto:

@@ -33,7 +33,7 @@ JobId = Annotated[str, Path(description="the job id (32 hex digits)")]
     summary="Submit an image to explain",
     description=(
         "Send the image as multipart/form-data (`image` file part, optional `params` JSON "
-        "string part) or as JSON `{\"image_b64\", \"params\"}`. Answers 202 with the new job "
+        'string part) or as JSON `{"image_b64", "params"}`. Answers 202 with the new job '
         "and `Location`, or 200 with an identical earlier job (same image bytes, model and "
         "normalized params; not failed or canceled) unless `params.cache` is false."
     ),
