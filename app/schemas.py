@@ -40,6 +40,8 @@ class ModelInfo(BaseModel):
     input_size: tuple[int, int] = Field(description="[height, width] of the model input")
     num_classes: int
     default: bool
+    runtime: str = Field(description="the workers' runtime, e.g. onnxruntime")
+    providers: list[str] = Field(description="execution providers the workers ask for, in order")
 
 
 class ProblemError(BaseModel):

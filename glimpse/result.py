@@ -7,7 +7,11 @@ from pydantic import BaseModel, Field
 
 class ModelRef(BaseModel):
     name: str
-    runtime: str | None = None
+    runtime: str | None = Field(default=None, description="e.g. onnxruntime")
+    providers: list[str] | None = Field(default=None, description="execution providers used")
+    perturbation: str | None = Field(
+        default=None, description="`fused` (inside the model graph) or `host`"
+    )
 
 
 class ImageInfo(BaseModel):

@@ -51,6 +51,10 @@ class Settings(BaseSettings):
         description="ONNX Runtime execution providers, in order of preference.",
     )
     intra_op_threads: int = Field(default=0, ge=0, description="0 lets ONNX Runtime choose.")
+    fused_perturbation: bool = Field(
+        default=True,
+        description="Compose perturbed images inside the model graph (only z crosses per batch).",
+    )
 
 
 @lru_cache

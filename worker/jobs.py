@@ -132,7 +132,7 @@ def _run(store: JobStore, settings: Settings, job_id: str) -> tuple[str, int, fl
     result = build_result(
         explanation,
         model_name=loaded.name,
-        runtime=loaded.runtime.runtime,
+        runtime=loaded.runtime,
         labels=loaded.registered.labels,
         image=image,
         params=params,

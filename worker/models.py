@@ -31,6 +31,7 @@ def load_model(registered: RegisteredModel, settings: Settings) -> LoadedModel:
         registered.card,
         providers=settings.providers,
         intra_op_threads=settings.intra_op_threads,
+        fused=settings.fused_perturbation,
     )
     _ = registered.labels  # read and check the labels now, not in the middle of a job
     return LoadedModel(registered=registered, runtime=runtime, mtime_ns=path.stat().st_mtime_ns)

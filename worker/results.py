@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import numpy as np
 
 from glimpse.images import DecodedImage
@@ -18,18 +20,31 @@ from glimpse.result import (
 from worker.engine.explain import Explanation
 
 
+class Runtime(Protocol):
+    """What a result says of the runtime that evaluated the model."""
+
+    runtime: str
+    providers: list[str]
+    fused: bool
+
+
 def build_result(
     explanation: Explanation,
     *,
     model_name: str,
-    runtime: str,
+    runtime: Runtime,
     labels: list[str],
     image: DecodedImage,
     params: ExplainParams,
 ) -> ExplanationResult:
     score = explanation.score
     return ExplanationResult(
-        model=ModelRef(name=model_name, runtime=runtime),
+        model=ModelRef(
+            name=model_name,
+            runtime=runtime.runtime,
+            providers=list(runtime.providers),
+            perturbation="fused" if runtime.fused else "host",
+        ),
         method=params.method,
         image=ImageInfo(width=image.width, height=image.height, sha256=image.sha256),
         predictions=[

@@ -255,6 +255,7 @@ def run(args: argparse.Namespace) -> int:
         model_ref.card,
         providers=settings.providers,
         intra_op_threads=settings.intra_op_threads,
+        fused=settings.fused_perturbation,
     )
     batch_size = params.batch_size or settings.batch_size
     with _ProgressBar(disable=args.quiet) as bar:
@@ -269,7 +270,7 @@ def run(args: argparse.Namespace) -> int:
     result = build_result(
         explanation,
         model_name=model_ref.name,
-        runtime=runtime.runtime,
+        runtime=runtime,
         labels=model_ref.labels,
         image=image,
         params=params,

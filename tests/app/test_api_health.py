@@ -37,6 +37,8 @@ def test_models_lists_the_cards(client: httpx.Client) -> None:
         "input_size": [224, 224],
         "num_classes": 1000,
         "default": True,
+        "runtime": "onnxruntime",
+        "providers": ["CPUExecutionProvider"],
     }
     assert models[BROKEN_MODEL]["default"] is False
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -32,6 +32,29 @@ class Model(Protocol):
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         """batch: (n, 3, h, w) float32 on the input grid -> (n, num_classes) raw outputs."""
         ...
+
+
+@runtime_checkable
+class FusedModel(Model, Protocol):
+    """A model that composes perturbed images itself (inside its graph, on its device)."""
+
+    fused: bool
+
+    def bind(
+        self, image: np.ndarray, background: np.ndarray, segments: np.ndarray
+    ) -> Callable[[np.ndarray], np.ndarray]:
+        """(3, h, w), (3, h, w), (h, w) -> f(z: (n, m) {0,1}) -> (n, num_classes) raw outputs."""
+        ...
+
+
+def coalition_evaluator(
+    model: Model, image: np.ndarray, background: np.ndarray, segments: np.ndarray
+) -> Callable[[np.ndarray], np.ndarray]:
+    """f(z) -> raw outputs: fused in the model where it can, else composed on the host."""
+    if isinstance(model, FusedModel) and model.fused:
+        return model.bind(image, background, segments)
+    compose = Composer(image, background, segments)
+    return lambda z: model(compose(z))
 
 
 class Cancelled(Exception):
@@ -112,8 +135,8 @@ def explain(
 
     grid = InputGrid(card, image.shape[:2])
     x = grid.image(image)
-    compose = Composer(
-        x, grid.image(background_image(image, params.background)), grid.labels(segments)
+    evaluate = coalition_evaluator(
+        model, x, grid.image(background_image(image, params.background)), grid.labels(segments)
     )
 
     raw_full = model(x[None])
@@ -136,7 +159,7 @@ def explain(
     total = 1 + len(queue)
 
     def score(rows: np.ndarray) -> np.ndarray:
-        return to_output_space(model(compose(rows)), card, params.output_space)[:, targets]
+        return to_output_space(evaluate(rows), card, params.output_space)[:, targets]
 
     done = 1
     if progress:

@@ -2,12 +2,13 @@
 
 The wrapped graph takes
     z           (N, M)    float32  coalition matrix, 1 = superpixel shown
-    segments    (h, w)    int64    superpixel ids on the model-input grid
+    segments    (1, h, w) int64    superpixel ids on the model-input grid
     image       (3, h, w) float32  the preprocessed image
     background  (3, h, w) float32  the preprocessed background
 and computes `background + (image - background) * z[:, segments]` in front of the original
 graph, so that per batch only z crosses to the device; the other three are bound once per
-explanation. Its output is the model's own output, (N, C).
+explanation. Its output is the model's own output, (N, C). The prelude uses only Gather,
+Sub, Mul and Add, so it fits any opset from 7 on (the model zoo's ResNet50 is opset 7).
 """
 
 from __future__ import annotations
@@ -15,12 +16,10 @@ from __future__ import annotations
 import onnx
 from onnx import TensorProto, helper
 
-Z, SEGMENTS, IMAGE, BACKGROUND = (
-    "glimpse_z",
-    "glimpse_segments",
-    "glimpse_image",
-    "glimpse_background",
-)
+Z = "glimpse_z"
+SEGMENTS = "glimpse_segments"
+IMAGE = "glimpse_image"
+BACKGROUND = "glimpse_background"
 
 
 def fuse_perturbation(model: onnx.ModelProto, input_name: str) -> onnx.ModelProto:
@@ -35,8 +34,8 @@ def fuse_perturbation(model: onnx.ModelProto, input_name: str) -> onnx.ModelProt
     if len(dims) != 4:
         raise ValueError(f"input {input_name!r} is not 4-D NCHW")
 
-    def dim(d: onnx.TensorShapeProto.Dimension) -> int | str:
-        return d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
+    def dim(d: onnx.TensorShapeProto.Dimension) -> int | str | None:
+        return d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
 
     channels, height, width = (dim(d) for d in dims[1:])
     internal = f"{input_name}__composed"
@@ -49,15 +48,12 @@ def fuse_perturbation(model: onnx.ModelProto, input_name: str) -> onnx.ModelProt
             raise ValueError("the model returns its input unchanged; nothing to fuse")
 
     prelude = [
-        helper.make_node("Gather", [Z, SEGMENTS], ["glimpse_mask"], axis=1),  # (N, h, w)
-        helper.make_node("Unsqueeze", ["glimpse_mask", "glimpse_axis1"], ["glimpse_mask4"]),
+        # Gather with (1, h, w) indices gives the mask as (N, 1, h, w) directly.
+        helper.make_node("Gather", [Z, SEGMENTS], ["glimpse_mask"], axis=1),
         helper.make_node("Sub", [IMAGE, BACKGROUND], ["glimpse_diff"]),  # (3, h, w)
-        helper.make_node("Mul", ["glimpse_mask4", "glimpse_diff"], ["glimpse_shown"]),
+        helper.make_node("Mul", ["glimpse_mask", "glimpse_diff"], ["glimpse_shown"]),
         helper.make_node("Add", ["glimpse_shown", BACKGROUND], [internal]),  # (N, 3, h, w)
     ]
-    axis = helper.make_tensor("glimpse_axis1", TensorProto.INT64, [1], [1])
-    graph.initializer.append(axis)
-    del graph.node[:0]
     nodes = prelude + list(graph.node)
     del graph.node[:]
     graph.node.extend(nodes)
@@ -67,14 +63,10 @@ def fuse_perturbation(model: onnx.ModelProto, input_name: str) -> onnx.ModelProt
     graph.input.extend(
         [
             helper.make_tensor_value_info(Z, TensorProto.FLOAT, ["N", "M"]),
-            helper.make_tensor_value_info(SEGMENTS, TensorProto.INT64, [height, width]),
+            helper.make_tensor_value_info(SEGMENTS, TensorProto.INT64, [1, height, width]),
             helper.make_tensor_value_info(IMAGE, TensorProto.FLOAT, [channels, height, width]),
             helper.make_tensor_value_info(BACKGROUND, TensorProto.FLOAT, [channels, height, width]),
             *inputs,
         ]
     )
-    # The opset must know Unsqueeze with axes as an input (13+).
-    for opset in fused.opset_import:
-        if opset.domain in ("", "ai.onnx") and opset.version < 13:
-            raise ValueError(f"opset {opset.version} < 13: convert the model to opset 13 or newer")
     return fused

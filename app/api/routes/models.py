@@ -11,12 +11,13 @@ from app.api.deps import RegistryDep, SettingsDep
 from app.schemas import ModelInfo
 from glimpse.cards import ModelRegistry
 from glimpse.errors import GlimpseError
+from glimpse.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["models"])
 log = logging.getLogger("glimpse.api")
 
 
-def list_models(registry: ModelRegistry, default: str) -> list[ModelInfo]:
+def list_models(registry: ModelRegistry, settings: Settings) -> list[ModelInfo]:
     models = []
     for name in registry.names():
         try:
@@ -29,7 +30,9 @@ def list_models(registry: ModelRegistry, default: str) -> list[ModelInfo]:
                 name=name,
                 input_size=card.input_size,
                 num_classes=card.num_classes,
-                default=name == default,
+                default=name == settings.default_model,
+                runtime=settings.runtime,
+                providers=settings.providers,
             )
         )
     return models
@@ -37,4 +40,4 @@ def list_models(registry: ModelRegistry, default: str) -> list[ModelInfo]:
 
 @router.get("/models", response_model=list[ModelInfo], summary="The registered models")
 async def get_models(registry: RegistryDep, settings: SettingsDep) -> list[ModelInfo]:
-    return await run_in_threadpool(list_models, registry, settings.default_model)
+    return await run_in_threadpool(list_models, registry, settings)
