@@ -67,6 +67,12 @@ def prepare_models(root: Path, which: str) -> str:
 
 
 def peak_rss_mb() -> float:
+    """This process's peak resident memory. VmHWM, not ru_maxrss: Linux carries ru_maxrss
+    across exec, so a child started from a big parent would report the parent's peak."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -219,8 +225,8 @@ class Service:
             os.killpg(self.proc.pid, signal.SIGKILL)
 
 
-def explain_over_rest(base: str, png: bytes, samples: int, seed: int) -> float:
-    """Submit → poll until finished; the client-side latency in seconds."""
+def explain_over_rest(base: str, png: bytes, samples: int, seed: int) -> tuple[float, float]:
+    """Submit → poll until finished: (client-side latency, the job's own engine seconds)."""
     import httpx
 
     params = {"method": "lime", "num_samples": samples, "seed": seed, "cache": False}
@@ -236,7 +242,7 @@ def explain_over_rest(base: str, png: bytes, samples: int, seed: int) -> float:
             job = client.get(f"/v1/explanations/{job['id']}").json()
     if job["status"] != "finished":
         raise RuntimeError(f"job ended {job['status']}: {job.get('error')}")
-    return time.perf_counter() - started
+    return time.perf_counter() - started, float(job["result"]["stats"]["seconds"])
 
 
 def rest_figures(
@@ -250,18 +256,27 @@ def rest_figures(
             n = requests if clients == 1 else max(requests, clients)
             started = time.perf_counter()
             with ThreadPoolExecutor(clients) as pool:
-                latencies = list(
+                runs = list(
                     pool.map(
                         lambda s: explain_over_rest(service.base, png, samples, seed=s), range(n)
                     )
                 )
             wall = time.perf_counter() - started
+            latencies = [latency for latency, _ in runs]
             figures[f"clients_{clients}"] = {
                 "requests": n,
-                "p50_s": float(np.percentile(latencies, 50)),
-                "p95_s": float(np.percentile(latencies, 95)),
-                "explanations_per_s": n / wall,
+                "p50_s": round(float(np.percentile(latencies, 50)), 3),
+                "p95_s": round(float(np.percentile(latencies, 95)), 3),
+                "explanations_per_s": round(n / wall, 4),
+                # what the service adds to the job's own engine time (upload, queue, poll)
+                "service_overhead_p50_s": round(
+                    float(np.median([latency - engine for latency, engine in runs])), 3
+                ),
             }
+            if clients == 1:
+                figures[f"clients_{clients}"]["worker_engine_p50_s"] = round(
+                    float(np.median([engine for _, engine in runs])), 3
+                )
     return figures
 
 
@@ -352,6 +367,7 @@ def main() -> None:
             "segmentation_s": round(lime["segmentation_seconds"], 3),
             "segments": lime["segments"],
         }
+        report["engine_peak_rss_mb"] = round(peak_rss_mb(), 1)
         if not args.skip_peers:
             lime_peer = peer_lime_seconds(model, image, args.samples, args.batch_size)
             shap_peer = peer_shap_partition_seconds(model, image, args.samples, args.batch_size)
@@ -359,7 +375,7 @@ def main() -> None:
                 "lime_image_s": None if lime_peer is None else round(lime_peer, 3),
                 "shap_partition_s": None if shap_peer is None else round(shap_peer, 3),
             }
-        report["peak_rss_mb"] = round(peak_rss_mb(), 1)
+        report["peak_rss_mb"] = round(peak_rss_mb(), 1)  # with the peers' stacks loaded
         if not args.skip_rest:
             report["rest"] = rest_figures(
                 models_dir, name, image, args.samples, args.batch_size, args.rest_requests

@@ -1,0 +1,102 @@
+"""glimpse.client against the real service: a real uvicorn, worker and redis-server."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from services import BROKEN_MODEL
+
+from glimpse.client import (
+    ConflictError,
+    GlimpseClient,
+    InvalidParamsError,
+    JobFailedError,
+    NotFoundError,
+    UnsupportedImageError,
+    WaitTimeoutError,
+)
+
+FAST = {"num_samples": 60, "segmentation": {"algorithm": "slic", "n_segments": 12}}
+
+
+@pytest.fixture()
+def glimpse(api, worker):
+    with GlimpseClient(api.url, timeout=30) as client:
+        yield client
+
+
+def test_explain_returns_the_result_and_an_overlay_per_class(glimpse, chelsea) -> None:
+    seen: list[tuple[int, int]] = []
+    explained = glimpse.explain(
+        chelsea,
+        method="kernel_shap",
+        targets={"top_k": 2},
+        progress=lambda d, t: seen.append((d, t)),
+        **FAST,
+    )
+    result = explained.result
+    assert result.predictions[0].class_index == 285
+    assert explained.class_indices == [e.class_index for e in result.explanations]
+    assert len(explained.class_indices) == 2
+    for index in explained.class_indices:
+        with Image.open(io.BytesIO(explained.overlays[index])) as img:
+            assert img.size == (chelsea.shape[1], chelsea.shape[0])
+    assert seen[-1][0] == seen[-1][1] == result.stats.model_evaluations
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)  # progress only moves forward
+
+
+def test_artifacts_as_arrays(glimpse, chelsea) -> None:
+    job = glimpse.wait(glimpse.submit(chelsea, seed=11, **FAST))
+    segments = glimpse.segments(job.id)
+    maps = glimpse.attribution(job.id)
+    weights = np.asarray(job.result.explanations[0].weights, np.float32)
+    assert segments.shape == chelsea.shape[:2]
+    assert maps.shape == (1, *chelsea.shape[:2]) and maps.dtype == np.float32
+    np.testing.assert_array_equal(maps[0], weights[segments])
+    assert glimpse.overlay(job.id, style="boundaries", negative=True).startswith(b"\x89PNG")
+
+
+def test_submit_takes_a_path_or_bytes(glimpse, chelsea_png: bytes, tmp_path: Path) -> None:
+    path = tmp_path / "cat.png"
+    path.write_bytes(chelsea_png)
+    by_path = glimpse.submit(path, seed=12, **FAST)
+    by_bytes = glimpse.submit(chelsea_png, seed=12, **FAST)
+    assert by_bytes.id == by_path.id  # identical request: the cache answers
+    glimpse.wait(by_path)
+
+
+def test_errors_are_typed(glimpse, chelsea) -> None:
+    with pytest.raises(InvalidParamsError) as invalid:
+        glimpse.submit(chelsea, num_samples=5)
+    assert invalid.value.status == 422
+    assert invalid.value.errors[0]["loc"] == ["params", "num_samples"]
+    with pytest.raises(UnsupportedImageError):
+        glimpse.submit(b"not an image at all")
+    with pytest.raises(NotFoundError):
+        glimpse.get("0" * 32)
+    with pytest.raises(UnsupportedImageError, match="empty"):
+        glimpse.submit(b"")
+
+
+def test_a_failed_job_raises_job_failed(glimpse, chelsea) -> None:
+    job = glimpse.submit(chelsea, model=BROKEN_MODEL, **FAST)
+    with pytest.raises(JobFailedError) as failed:
+        glimpse.wait(job, timeout=60)
+    assert failed.value.job.error["title"]
+
+
+def test_wait_times_out_and_unfinished_artifacts_conflict(glimpse, chelsea) -> None:
+    job = glimpse.submit(chelsea, num_samples=5000, seed=13, cache=False)
+    try:
+        with pytest.raises(WaitTimeoutError):
+            glimpse.wait(job, timeout=0.2, poll_interval=0.05)
+        with pytest.raises(ConflictError):
+            glimpse.overlay(job.id)
+    finally:
+        glimpse.delete(job.id)
+    with pytest.raises(NotFoundError):
+        glimpse.get(job.id)
