@@ -21,9 +21,18 @@ from app.schemas import Job
 from app.uploads import Submission
 from glimpse.cards import ModelRegistry
 from glimpse.errors import GlimpseError, InvalidParams, NotFound, ServiceUnavailable
-from glimpse.images import decode_image, decode_segments_png, encode_png
+from glimpse.hierarchy import level_maps
+from glimpse.images import decode_image, decode_maps, decode_segments_png, encode_png
+from glimpse.modelfiles import layer_names
 from glimpse.params import Classes, ExplainParams, parse_params
-from glimpse.render import Style, attribution_map, render_overlay
+from glimpse.render import (
+    CAPTIONS,
+    OverlayStyle,
+    attribution_map,
+    render_figure,
+    render_map_overlay,
+    render_overlay,
+)
 from glimpse.result import ClassExplanation, ExplanationResult
 from glimpse.settings import Settings
 from glimpse.store import JobRecord, JobStore
@@ -58,9 +67,25 @@ def normalize(raw: Any, settings: Settings, registry: ModelRegistry) -> ExplainP
                 f"params.targets.classes: {bad} out of range; model {name!r} has {n} classes",
                 errors=[{"loc": ["params", "targets", "classes"], "msg": f"must be < {n}"}],
             )
+    if params.method == "gradcam" and params.gradcam.layer is not None:
+        layer = params.gradcam.layer
+        if layer not in layer_names(model.onnx_path):
+            raise InvalidParams(
+                f"params.gradcam.layer: model {name!r} has no tensor or node named {layer!r}",
+                errors=[{"loc": ["params", "gradcam", "layer"], "msg": f"unknown layer {layer!r}"}],
+            )
     return params.model_copy(
         update={"model": name, "batch_size": params.batch_size or settings.batch_size}
     )
+
+
+def ensure_room(queue: Queue, settings: Settings) -> None:
+    """Backpressure: 503 with Retry-After once the queue holds max_queue_length jobs."""
+    if queue.count >= settings.max_queue_length:
+        raise ServiceUnavailable(
+            f"the queue is full ({settings.max_queue_length} jobs waiting); try again later",
+            retry_after=settings.retry_after_s,
+        )
 
 
 def submit(
@@ -79,17 +104,13 @@ def submit(
         existing = store.cached(cache_key)
         if existing is not None:
             return existing, False
-    if queue.count >= settings.max_queue_length:
-        raise ServiceUnavailable(
-            f"the queue is full ({settings.max_queue_length} jobs waiting); try again later",
-            retry_after=settings.retry_after_s,
-        )
+    ensure_room(queue, settings)
     job = store.create(
         image=submission.image,
         sha256=image.sha256,
         params=params.model_dump(mode="json"),
         cache_key=cache_key,
-        total=params.num_samples,
+        total=params.budget,
     )
     try:
         queue.enqueue_call(
@@ -164,13 +185,55 @@ def _segments(store: JobStore, job_id: str) -> np.ndarray:
     return decode_segments_png(segments_png(store, job_id))
 
 
+def _maps(store: JobStore, job_id: str, result: ExplanationResult) -> np.ndarray:
+    """(K, H, W) float32: the method's own per-pixel maps where it stored them (gradcam),
+    else each superpixel's weight painted on its pixels."""
+    stored = store.attribution(job_id)
+    if stored is not None:
+        return decode_maps(stored)
+    weights = np.array([e.weights for e in result.explanations], np.float32)
+    return attribution_map(weights, _segments(store, job_id))
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(array, np.float32), allow_pickle=False)
+    return buf.getvalue()
+
+
 def attribution_npy(store: JobStore, job_id: str) -> bytes:
     _, result = finished(store, job_id)
-    segments = _segments(store, job_id)
-    weights = np.array([e.weights for e in result.explanations], np.float32)
-    buf = io.BytesIO()
-    np.save(buf, attribution_map(weights, segments), allow_pickle=False)
-    return buf.getvalue()
+    return _npy(_maps(store, job_id, result))
+
+
+def hierarchy_npy(store: JobStore, job_id: str) -> bytes:
+    """partition_shap's coarse-to-fine maps: float32 [K, L, H, W] (glimpse/hierarchy.py)."""
+    _, result = finished(store, job_id)
+    if result.hierarchy is None:
+        raise NotFound(
+            f"job {job_id} used method {result.method!r}, which has no hierarchy; "
+            "only partition_shap has one"
+        )
+    weights = np.array([e.weights for e in result.explanations], np.float64)
+    children = np.array(result.hierarchy, np.intp).reshape(-1, 2)
+    return _npy(level_maps(weights, children, _segments(store, job_id)))
+
+
+def _image(store: JobStore, settings: Settings, job: JobRecord) -> np.ndarray:
+    data = store.image(job)
+    if data is None:
+        raise NotFound(f"the image of job {job.id} is gone")
+    return decode_image(data, max_pixels=settings.max_image_pixels).pixels
+
+
+def figure_png(store: JobStore, settings: Settings, job_id: str) -> bytes:
+    """The image and every explained class side by side on one colour scale, as shap's
+    image_plot draws them."""
+    job, result = finished(store, job_id)
+    maps = _maps(store, job_id, result)
+    titles = [f"{e.label}\np = {e.probability:.3f}" for e in result.explanations]
+    caption = CAPTIONS.get(result.method, "attribution")
+    return encode_png(render_figure(_image(store, settings, job), maps, titles, caption=caption))
 
 
 def overlay_png(
@@ -179,20 +242,23 @@ def overlay_png(
     job_id: str,
     *,
     class_index: int | None,
-    style: Style,
+    style: OverlayStyle,
     negative: bool,
     num_features: int,
     percentile: float,
 ) -> bytes:
+    if style == "grid":
+        return figure_png(store, settings, job_id)
     job, result = finished(store, job_id)
     explanation = _pick(result, class_index)
+    image = _image(store, settings, job)
+    stored = store.attribution(job_id)
+    if style == "heatmap" and stored is not None:  # the method's own smooth map (gradcam)
+        index = result.explanations.index(explanation)
+        return encode_png(render_map_overlay(image, decode_maps(stored)[index]))
     segments = _segments(store, job_id)
-    data = store.image(job)
-    if data is None:
-        raise NotFound(f"the image of job {job_id} is gone")
-    image = decode_image(data, max_pixels=settings.max_image_pixels)
     pixels = render_overlay(
-        image.pixels,
+        image,
         segments,
         np.asarray(explanation.weights, np.float64),
         style,

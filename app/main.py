@@ -6,12 +6,13 @@ The app validates and queues; it never loads a model runtime (no onnxruntime, no
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 from redis import Redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
 from app import errors, openapi_docs
-from app.api.routes import explanations, health, metrics, models
+from app.api.routes import explanations, health, kserve, metrics, models, web
 from app.metrics import Metrics, MetricsMiddleware
 from glimpse.cards import ModelRegistry
 from glimpse.settings import Settings, get_settings
@@ -30,6 +31,7 @@ Submit an image with `POST /v1/explanations`, poll `GET /v1/explanations/{id}` u
 TAGS = [
     {"name": "explanations", "description": "Explanation jobs and their artifacts"},
     {"name": "models", "description": "The registered models"},
+    {"name": "kserve", "description": "KServe V1 data plane: :predict and synchronous :explain"},
     {"name": "health", "description": "Liveness, readiness and metrics"},
 ]
 
@@ -62,7 +64,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.include_router(explanations.router)
     app.include_router(models.router)
+    app.include_router(kserve.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
+    app.include_router(web.router)
+    app.mount("/static", StaticFiles(directory=web.STATIC), name="static")
     openapi_docs.install(app)
     return app

@@ -102,6 +102,7 @@ _DESCRIPTIONS = {
     415: "Not a decodable image, or a body that is neither multipart nor JSON",
     422: "Invalid params or query, with errors[].loc",
     503: "Redis unreachable or queue full; see Retry-After",
+    504: "A synchronous call (KServe :predict / :explain) outlived its time limit",
 }
 
 SUBMIT_ERRORS = (400, 413, 415, 422, 503)

@@ -183,7 +183,7 @@ def free_port() -> int:
 class Service:
     """`glimpse up` on a free port with a scratch models folder; stopped on exit."""
 
-    def __init__(self, models_dir: Path, model: str, batch_size: int) -> None:
+    def __init__(self, models_dir: Path, model: str, batch_size: int, workers: int = 1) -> None:
         self.port = free_port()
         env = {
             **os.environ,
@@ -194,7 +194,8 @@ class Service:
         env.pop("REDIS_URL", None)
         env.pop("GLIMPSE_REDIS_URL", None)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "glimpse.cli", "up", "--port", str(self.port), "--workers", "1"],
+            [sys.executable, "-m", "glimpse.cli", "up", "--port", str(self.port)]
+            + ["--workers", str(workers)],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -7,6 +7,7 @@
     ├── UnsupportedImage (415)      not a decodable image of an accepted format
     ├── InvalidParams (422)         params that fail validation; carries `errors`
     ├── ServiceUnavailable (503)    Redis unreachable, queue full; carries `retry_after`
+    ├── GatewayTimeout (504)        a synchronous call outlived its time limit
     └── ModelError (500)            a model folder or card that cannot be used
 
 The API renders them as problem+json; the CLI prints `title: detail` and exits non-zero.
@@ -59,6 +60,11 @@ class ServiceUnavailable(GlimpseError):
     def __init__(self, detail: str, *, retry_after: int = 5) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
+
+
+class GatewayTimeout(GlimpseError):
+    status = 504
+    title = "Timed out"
 
 
 class ModelError(GlimpseError):

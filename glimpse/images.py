@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import warnings
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -109,3 +110,15 @@ def decode_segments_png(data: bytes) -> np.ndarray:
     """16-bit segment PNG -> (H, W) int32 label map."""
     with Image.open(io.BytesIO(data)) as img:
         return np.asarray(img).astype(np.int32)
+
+
+def encode_maps(maps: np.ndarray) -> bytes:
+    """(K, H, W) float maps -> zlib-compressed .npy bytes of the float32 array."""
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(maps, np.float32), allow_pickle=False)
+    return zlib.compress(buf.getvalue(), 6)
+
+
+def decode_maps(data: bytes) -> np.ndarray:
+    """The inverse of encode_maps."""
+    return np.load(io.BytesIO(zlib.decompress(data)), allow_pickle=False)

@@ -6,6 +6,7 @@ Only the `onnx` package is used here (no runtime): cards are pure data.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import os
@@ -114,6 +115,22 @@ def inspect_onnx(path: Path) -> GraphInfo:
         output_name=output.name,
         num_classes=math.prod(int(d) for d in classes if isinstance(d, int)),
     )
+
+
+@functools.lru_cache(maxsize=16)
+def _layer_names(path: str, mtime_ns: int) -> frozenset[str]:
+    model = onnx.load(path, load_external_data=False)
+    names = {out for node in model.graph.node for out in node.output if out}
+    return frozenset(names | {node.name for node in model.graph.node if node.name})
+
+
+def layer_names(path: Path) -> frozenset[str]:
+    """Every node name and node output tensor of the graph: what `params.gradcam.layer` may
+    name. Read once per file version."""
+    try:
+        return _layer_names(str(path), Path(path).stat().st_mtime_ns)
+    except Exception as exc:  # onnx raises DecodeError, OSError, ValueError …
+        raise ModelError(f"{path} is not a readable ONNX model: {exc}") from None
 
 
 def _inferred_output_shape(model: onnx.ModelProto, name: str) -> tuple[int | str | None, ...]:

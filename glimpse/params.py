@@ -10,7 +10,7 @@ import hashlib
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from glimpse.errors import InvalidParams
 
@@ -63,12 +63,25 @@ class MeanBackground(_Strict):
 
 
 class BlurBackground(_Strict):
+    """Gaussian blur with `sigma` (pixels), or, with `kernel_size`, the box blur of that size
+    that shap's Image masker calls `blur(k, k)` (then `sigma` is ignored)."""
+
     kind: Literal["blur"] = "blur"
     sigma: float = Field(default=10.0, gt=0, le=200)
+    kernel_size: int | None = Field(default=None, ge=1, le=1024)
+
+
+class InpaintBackground(_Strict):
+    """OpenCV inpainting of the hidden superpixels from the shown ones, as shap's
+    `inpaint_telea` / `inpaint_ns` maskers do."""
+
+    kind: Literal["inpaint_telea", "inpaint_ns"]
+    radius: float = Field(default=3.0, gt=0, le=64)
 
 
 Background = Annotated[
-    ConstantBackground | MeanBackground | BlurBackground, Field(discriminator="kind")
+    ConstantBackground | MeanBackground | BlurBackground | InpaintBackground,
+    Field(discriminator="kind"),
 ]
 
 
@@ -87,21 +100,54 @@ class LimeOptions(_Strict):
     keep_probability: float = Field(default=0.5, gt=0, lt=1)
 
 
-Method = Literal["lime", "kernel_shap"]
+class OcclusionOptions(_Strict):
+    """Captum's Occlusion: a window (pixels of the original image) slid with a stride."""
+
+    window: int = Field(default=32, ge=1, le=4096)
+    stride: int = Field(default=16, ge=1, le=4096)
+
+
+class GradcamOptions(_Strict):
+    layer: str | None = Field(
+        default=None, description="the convolution output to use; chosen automatically if null"
+    )
+
+
+Method = Literal["lime", "kernel_shap", "partition_shap", "gradcam", "occlusion"]
 
 
 class ExplainParams(_Strict):
     model: str | None = Field(default=None, min_length=1, max_length=100)
     method: Method = "lime"
     targets: TopK | Classes = TopK()
-    num_samples: int = Field(default=1000, ge=10, le=100_000)
+    num_samples: int | Literal["auto"] = Field(
+        default=1000, description='model evaluations to spend (10..100000), or "auto"'
+    )
+    max_samples: int = Field(default=20_000, ge=10, le=100_000, description='cap of "auto"')
     batch_size: int | None = Field(default=None, ge=1, le=4096)
     segmentation: Segmentation = Quickshift()
     background: Background = ConstantBackground()
     lime: LimeOptions = LimeOptions()
+    occlusion: OcclusionOptions = OcclusionOptions()
+    gradcam: GradcamOptions = GradcamOptions()
+    quality: bool = Field(
+        default=True, description="measure deletion/insertion faithfulness (a small extra budget)"
+    )
     output_space: Literal["probability", "logit"] = "probability"
     seed: int = Field(default=0, ge=0, le=2**63 - 1)
     cache: bool = True
+
+    @field_validator("num_samples")
+    @classmethod
+    def _budget_in_range(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and not 10 <= value <= 100_000:
+            raise ValueError('num_samples must be between 10 and 100000, or "auto"')
+        return value
+
+    @property
+    def budget(self) -> int:
+        """The evaluations a run may spend: num_samples, or max_samples when it is "auto"."""
+        return self.max_samples if self.num_samples == "auto" else int(self.num_samples)
 
     def cache_key(self, image_sha256: str) -> str:
         """Identity of the computation: image, model and every param that changes numbers."""

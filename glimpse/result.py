@@ -31,6 +31,16 @@ class SegmentsInfo(BaseModel):
     algorithm: str | None = None
 
 
+class Quality(BaseModel):
+    """Faithfulness (RISE's deletion/insertion): area under the class score as superpixels
+    are hidden from the image (deletion) or shown on the background (insertion) in order of
+    attribution; x = fraction of superpixels (0..1), trapezoid, in the output space."""
+
+    deletion_auc: float = Field(description="lower is more faithful")
+    insertion_auc: float = Field(description="higher is more faithful")
+    steps: int = Field(description="points on each curve after the start")
+
+
 class ClassExplanation(BaseModel):
     class_index: int
     label: str
@@ -38,6 +48,14 @@ class ClassExplanation(BaseModel):
     weights: list[float] = Field(description="one per superpixel, in superpixel-id order")
     base_value: float = Field(description="LIME's intercept, or SHAP's f(fully hidden image)")
     score: float | None = Field(description="LIME's weighted R²; null where a method has none")
+    weights_se: list[float] | None = Field(
+        default=None, description="standard error of each weight (clustered sandwich)"
+    )
+    quality: Quality | None = Field(default=None, description="null when params.quality is off")
+    top_separated: bool | None = Field(
+        default=None,
+        description="the top min(5, M-1) weights exceed the next by 1.96 standard errors",
+    )
 
 
 class Stats(BaseModel):
@@ -46,6 +64,13 @@ class Stats(BaseModel):
     batch_size: int | None = None
     segmentation_seconds: float | None = None
     evaluation_seconds: float | None = None
+    converged: bool | None = Field(
+        default=None, description='num_samples "auto": the top superpixels settled'
+    )
+    rounds: int | None = Field(default=None, description='num_samples "auto": rounds run')
+    quality_evaluations: int | None = Field(
+        default=None, description="model evaluations of the quality curves (not counted above)"
+    )
 
 
 class ExplanationResult(BaseModel):
@@ -56,3 +81,10 @@ class ExplanationResult(BaseModel):
     segments: SegmentsInfo
     explanations: list[ClassExplanation]
     stats: Stats
+    hierarchy: list[tuple[int, int]] | None = Field(
+        default=None,
+        description="partition_shap: the split tree over the m superpixels; row i holds the "
+        "two children of node m + i (ids < m are superpixels, the root is node m). "
+        "GET /v1/explanations/{id}/hierarchy.npy paints its levels",
+    )
+    layer: str | None = Field(default=None, description="gradcam: the feature map explained")

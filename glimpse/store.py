@@ -8,6 +8,8 @@ Keys (all under `settings.key_prefix`, written as `P` here; every one expires af
     P:job:{id}                hash: id, status, created_at, started_at, finished_at, params,
                               done, total, error, result, image_key, cache_key
     P:job:{id}:segments       16-bit PNG of the superpixel ids (finished jobs)
+    P:job:{id}:attribution    zlib-compressed .npy of float32 [K, H, W] per-pixel maps, for
+                              methods whose maps are not painted superpixels (gradcam)
     P:cache:{cache_key}       id of the job that computed that image + params
     P:stats                   worker counters for /metrics (evaluations, durations, outcomes)
 
@@ -49,13 +51,15 @@ redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
 return 1
 """
 
-# KEYS[1] job hash, KEYS[2] segments key; ARGV[1] ttl, ARGV[2] segments PNG, then fields.
-# The image the job keeps using (for overlays) lives as long as the job.
+# KEYS[1] job hash, KEYS[2] segments key, KEYS[3] attribution key; ARGV[1] ttl, ARGV[2]
+# segments PNG, ARGV[3] compressed attribution maps ('' when the method has none), then
+# fields. The image the job keeps using (for overlays) lives as long as the job.
 _FINISH = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
 redis.call('SET', KEYS[2], ARGV[2], 'EX', tonumber(ARGV[1]))
-redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+if ARGV[3] ~= '' then redis.call('SET', KEYS[3], ARGV[3], 'EX', tonumber(ARGV[1])) end
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
 local image_key = redis.call('HGET', KEYS[1], 'image_key')
 if image_key then
@@ -65,13 +69,14 @@ end
 return 1
 """
 
-# KEYS[1] job hash, KEYS[2] segments key; ARGV[1] job id, ARGV[2] key prefix.
-# Deletes the job and everything only it uses; returns the status it had ('' if none).
+# KEYS[1] job hash, KEYS[2] segments key, KEYS[3] attribution key; ARGV[1] job id, ARGV[2]
+# key prefix. Deletes the job and everything only it uses; returns the status it had ('' if
+# none).
 _DELETE = """
 local fields = redis.call('HMGET', KEYS[1], 'status', 'image_key', 'cache_key')
 local status = fields[1]
 if not status then return '' end
-redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 local image_key = fields[2]
 if image_key then
   local refs = image_key .. ':refs'
@@ -153,6 +158,9 @@ class JobStore:
     def segments_key(self, job_id: str) -> str:
         return f"{self.prefix}:job:{job_id}:segments"
 
+    def attribution_key(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}:attribution"
+
     def image_key(self, sha256: str) -> str:
         return f"{self.prefix}:image:{sha256}"
 
@@ -212,9 +220,8 @@ class JobStore:
         """Delete a job and the data only it uses; the status it had, or None if unknown."""
         if not is_job_id(job_id):
             return None
-        status = self._delete(
-            keys=[self.job_key(job_id), self.segments_key(job_id)], args=[job_id, self.prefix]
-        )
+        keys = [self.job_key(job_id), self.segments_key(job_id), self.attribution_key(job_id)]
+        status = self._delete(keys=keys, args=[job_id, self.prefix])
         status = status.decode() if isinstance(status, bytes) else str(status)
         return status or None
 
@@ -223,6 +230,10 @@ class JobStore:
 
     def segments_png(self, job_id: str) -> bytes | None:
         return self.redis.get(self.segments_key(job_id))  # type: ignore[return-value]
+
+    def attribution(self, job_id: str) -> bytes | None:
+        """The compressed per-pixel maps of a job whose method has them, else None."""
+        return self.redis.get(self.attribution_key(job_id))  # type: ignore[return-value]
 
     def stats(self) -> dict[str, float]:
         raw = self.redis.hgetall(self.stats_key)
@@ -236,7 +247,17 @@ class JobStore:
         """False when the job was deleted or canceled: the caller should stop."""
         return self._guarded(job_id, "running", done=done, total=total)
 
-    def finish(self, job_id: str, *, result_json: str, segments_png: bytes, done: int) -> bool:
+    def finish(
+        self,
+        job_id: str,
+        *,
+        result_json: str,
+        segments_png: bytes,
+        done: int,
+        attribution: bytes | None = None,
+    ) -> bool:
+        """Mark finished with its result and artifacts; `attribution`: compressed per-pixel
+        maps (encode_maps) for methods that have them."""
         fields: dict[str, Any] = {
             "status": "finished",
             "finished_at": utcnow(),
@@ -244,10 +265,11 @@ class JobStore:
             "done": done,
             "total": done,
         }
-        args: list[Any] = [self.ttl, segments_png]
+        args: list[Any] = [self.ttl, segments_png, attribution or b""]
         for k, v in fields.items():
             args += [k, v]
-        return bool(self._finish(keys=[self.job_key(job_id), self.segments_key(job_id)], args=args))
+        keys = [self.job_key(job_id), self.segments_key(job_id), self.attribution_key(job_id)]
+        return bool(self._finish(keys=keys, args=args))
 
     def fail(self, job_id: str, title: str, detail: str) -> bool:
         error = json.dumps({"title": title, "detail": detail})

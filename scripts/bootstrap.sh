@@ -3,7 +3,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 PYTHON="${PYTHON:-python3}"
-EXTRAS="${GLIMPSE_EXTRAS:-dev,peers}"
+EXTRAS="${GLIMPSE_EXTRAS:-dev,peers,torch}"
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
@@ -13,9 +13,13 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ "$(cat "$stamp")" !
   .venv/bin/python -m pip install --quiet -e ".[${EXTRAS}]"
   echo "$EXTRAS" > "$stamp"
 fi
-if ! command -v redis-server >/dev/null 2>&1; then
-  echo "redis-server is missing: installing Debian's redis-server" >&2
+# Debian packages the tests talk to: redis-server, and chromium for the browser test.
+missing=""
+command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
+[ -x /usr/bin/chromium ] || missing="$missing chromium"
+if [ -n "$missing" ]; then
+  echo "installing Debian's$missing" >&2
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq redis-server >/dev/null
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq $missing >/dev/null
 fi
 export PATH="$ROOT/.venv/bin:$PATH"

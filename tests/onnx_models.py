@@ -174,3 +174,72 @@ def pooled_classifier(
         initializer=initializers,
     )
     return _save(graph, path)
+
+
+def conv_gap_model(
+    path: Path,
+    height: int,
+    width: int,
+    *,
+    channels: int = 4,
+    num_classes: int = 3,
+    head: str = "gemm",
+    seed: int = 0,
+) -> tuple[Path, dict[str, np.ndarray]]:
+    """A tiny CNN: Conv 3×3 (pad 1, stride 2) -> Relu ("features") -> global mean -> linear.
+
+    head: "gemm" (GlobalAveragePool, Flatten, Gemm transB=1), "matmul" (ReduceMean over H, W
+    with keepdims=0, MatMul, Add) or "softmax" (the gemm head followed by a Softmax).
+    Returns the path and the weights {"conv", "conv_bias", "fc" (C, K), "fc_bias"}.
+    """
+    rng = np.random.default_rng(seed)
+    weights = {
+        "conv": rng.normal(size=(channels, 3, 3, 3)).astype(np.float32),
+        "conv_bias": rng.normal(size=channels).astype(np.float32) * 0.1,
+        "fc": rng.normal(size=(num_classes, channels)).astype(np.float32),
+        "fc_bias": rng.normal(size=num_classes).astype(np.float32),
+    }
+    inp, out = _io(height, width, num_classes)
+    nodes = [
+        helper.make_node(
+            "Conv",
+            ["x", "conv", "conv_bias"],
+            ["conv_out"],
+            name="conv1",
+            pads=[1, 1, 1, 1],
+            strides=[2, 2],
+            kernel_shape=[3, 3],
+        ),
+        helper.make_node("Relu", ["conv_out"], ["features"], name="relu1"),
+    ]
+    initializers = [
+        numpy_helper.from_array(weights["conv"], "conv"),
+        numpy_helper.from_array(weights["conv_bias"], "conv_bias"),
+        numpy_helper.from_array(weights["fc_bias"], "fc_bias"),
+    ]
+    last = "y" if head != "softmax" else "logits"
+    if head in ("gemm", "softmax"):
+        nodes += [
+            helper.make_node("GlobalAveragePool", ["features"], ["pool"]),
+            helper.make_node("Flatten", ["pool"], ["flat"], axis=1),
+            helper.make_node("Gemm", ["flat", "fc", "fc_bias"], [last], transB=1),
+        ]
+        initializers.append(numpy_helper.from_array(weights["fc"], "fc"))
+    else:
+        nodes += [
+            helper.make_node("ReduceMean", ["features", "axes"], ["pool"], keepdims=0),
+            helper.make_node("MatMul", ["pool", "fc_t"], ["mm"]),
+            helper.make_node("Add", ["mm", "fc_bias"], ["y"]),
+        ]
+        initializers += [
+            numpy_helper.from_array(np.array([2, 3], np.int64), "axes"),
+            numpy_helper.from_array(np.ascontiguousarray(weights["fc"].T), "fc_t"),
+        ]
+    if head == "softmax":
+        nodes.append(helper.make_node("Softmax", ["logits"], ["y"], axis=1))
+    graph = helper.make_graph(nodes, "conv_gap", [inp], [out], initializer=initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path, weights

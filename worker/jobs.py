@@ -16,7 +16,7 @@ from redis import Redis
 from rq import get_current_job
 
 from glimpse.errors import GlimpseError
-from glimpse.images import decode_image, encode_png
+from glimpse.images import decode_image, encode_maps, encode_png
 from glimpse.params import ExplainParams
 from glimpse.settings import Settings, get_settings
 from glimpse.store import JobStore
@@ -143,6 +143,7 @@ def _run(store: JobStore, settings: Settings, job_id: str) -> tuple[str, int, fl
         result_json=result.model_dump_json(),
         segments_png=segments,
         done=explanation.model_evaluations,
+        attribution=None if explanation.pixel_maps is None else encode_maps(explanation.pixel_maps),
     )
     if not written:
         return "canceled", explanation.model_evaluations, explanation.evaluation_seconds

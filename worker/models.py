@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
 
-from glimpse.cards import ModelRegistry, RegisteredModel
+from glimpse.cards import ModelCard, ModelRegistry, RegisteredModel
 from glimpse.errors import ModelError
 from glimpse.settings import Settings
 from worker.runtime.onnx import OnnxRuntimeModel
+
+if TYPE_CHECKING:  # torch is an optional extra: imported only when the settings ask for it
+    from worker.runtime.torch import TorchModel
+
+ModelRuntime: TypeAlias = "OnnxRuntimeModel | TorchModel"
 
 
 @dataclass
 class LoadedModel:
     registered: RegisteredModel
-    runtime: OnnxRuntimeModel
+    runtime: ModelRuntime
     mtime_ns: int
 
     @property
@@ -22,17 +29,44 @@ class LoadedModel:
         return self.registered.name
 
 
-def load_model(registered: RegisteredModel, settings: Settings) -> LoadedModel:
-    path = registered.onnx_path
-    if not path.is_file():
-        raise ModelError(f"model {registered.name!r} has no model.onnx in {registered.folder}")
-    runtime = OnnxRuntimeModel(
+def build_runtime(path: Path, card: ModelCard, settings: Settings) -> ModelRuntime:
+    """The runtime the settings name, around the ONNX file at `path`."""
+    if settings.runtime == "torch":
+        try:
+            from worker.runtime.torch import TorchModel
+        except ImportError as exc:
+            raise ModelError(
+                f"runtime 'torch' needs PyTorch ({exc}); install it with pip install "
+                "'glimpse[torch]' or set GLIMPSE_RUNTIME=onnxruntime"
+            ) from exc
+        return TorchModel(
+            path,
+            card,
+            device=settings.torch_device,
+            precision=settings.precision,
+            channels_last=settings.channels_last,
+            fused=settings.fused_perturbation,
+            threads=settings.intra_op_threads,
+        )
+    if settings.precision != "fp32":
+        raise ModelError(
+            f"precision {settings.precision!r} is available with runtime 'torch'; "
+            "onnxruntime runs the graph as exported (fp32)"
+        )
+    return OnnxRuntimeModel(
         path,
-        registered.card,
+        card,
         providers=settings.providers,
         intra_op_threads=settings.intra_op_threads,
         fused=settings.fused_perturbation,
     )
+
+
+def load_model(registered: RegisteredModel, settings: Settings) -> LoadedModel:
+    path = registered.onnx_path
+    if not path.is_file():
+        raise ModelError(f"model {registered.name!r} has no model.onnx in {registered.folder}")
+    runtime = build_runtime(path, registered.card, settings)
     _ = registered.labels  # read and check the labels now, not in the middle of a job
     return LoadedModel(registered=registered, runtime=runtime, mtime_ns=path.stat().st_mtime_ns)
 

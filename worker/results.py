@@ -14,6 +14,7 @@ from glimpse.result import (
     ImageInfo,
     ModelRef,
     Prediction,
+    Quality,
     SegmentsInfo,
     Stats,
 )
@@ -38,6 +39,9 @@ def build_result(
     params: ExplainParams,
 ) -> ExplanationResult:
     score = explanation.score
+    se = explanation.weights_se
+    separated = explanation.top_separated
+    quality = explanation.quality
     return ExplanationResult(
         model=ModelRef(
             name=model_name,
@@ -51,9 +55,7 @@ def build_result(
             Prediction(class_index=i, label=labels[i], probability=p)
             for i, p in explanation.predictions
         ],
-        segments=SegmentsInfo(
-            count=explanation.n_segments, algorithm=params.segmentation.algorithm
-        ),
+        segments=SegmentsInfo(count=explanation.n_segments, algorithm=_regions(params)),
         explanations=[
             ClassExplanation(
                 class_index=int(c),
@@ -62,6 +64,17 @@ def build_result(
                 weights=[float(w) for w in explanation.weights[k]],
                 base_value=float(explanation.base_value[k]),
                 score=None if score is None else float(np.nan_to_num(score[k])),
+                weights_se=None
+                if se is None or not np.isfinite(se[k]).all()
+                else [float(v) for v in se[k]],
+                quality=None
+                if quality is None
+                else Quality(
+                    deletion_auc=float(quality.deletion_auc[k]),
+                    insertion_auc=float(quality.insertion_auc[k]),
+                    steps=quality.steps,
+                ),
+                top_separated=None if separated is None else bool(separated[k]),
             )
             for k, c in enumerate(explanation.targets)
         ],
@@ -71,5 +84,22 @@ def build_result(
             batch_size=explanation.batch_size,
             segmentation_seconds=round(explanation.segmentation_seconds, 4),
             evaluation_seconds=round(explanation.evaluation_seconds, 4),
+            converged=explanation.converged,
+            rounds=explanation.rounds,
+            quality_evaluations=None if quality is None else quality.evaluations,
         ),
+        hierarchy=None
+        if explanation.hierarchy is None
+        else [(int(a), int(b)) for a, b in explanation.hierarchy],
+        layer=explanation.layer,
     )
+
+
+def _regions(params: ExplainParams) -> str:
+    """What the segments are: superpixels of the chosen algorithm, occlusion's window cells
+    or Grad-CAM's feature-map cells."""
+    if params.method == "occlusion":
+        return "occlusion_cells"
+    if params.method == "gradcam":
+        return "feature_cells"
+    return params.segmentation.algorithm

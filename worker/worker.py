@@ -8,6 +8,7 @@ SIGINT/SIGTERM stop it: a running job stops at its next batch and ends `failed` 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from types import FrameType
@@ -55,6 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not settings.redis_url:
         print("worker: REDIS_URL is not set", file=sys.stderr)
         return 2
+    if settings.worker_nice:
+        os.nice(settings.worker_nice)  # batch work: the API on the same host stays responsive
     connection = Redis.from_url(settings.redis_url)
     preload(settings)
     worker = build_worker(settings, connection)

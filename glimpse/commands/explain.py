@@ -1,7 +1,9 @@
 """`glimpse explain IMAGE`: one explanation in this process (no Redis), written to a folder.
 
 Writes DIR/result.json (the contract's `result` object), DIR/attribution.npy (float32
-[K, H, W]), DIR/segments.png (16-bit superpixel ids) and DIR/overlay-<class_index>.png.
+[K, H, W]), DIR/segments.png (16-bit superpixel ids), DIR/overlay-<class_index>.png,
+DIR/figure.png (every explained class side by side) and, for partition_shap,
+DIR/hierarchy.npy (float32 [K, L, H, W], the split tree's coarse-to-fine maps).
 """
 
 from __future__ import annotations
@@ -21,13 +23,15 @@ from glimpse.errors import GlimpseError, InvalidParams, NotFound, UnsupportedIma
 from glimpse.params import Classes, ExplainParams, parse_params
 
 SEGMENTATIONS = ("quickshift", "slic", "felzenszwalb", "grid")
+METHODS = ("lime", "kernel_shap", "partition_shap", "gradcam", "occlusion")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "explain",
         help="explain one image in this process (no Redis)",
-        description="Explain why a model classifies IMAGE as it does (LIME or Kernel SHAP).",
+        description="Explain why a model classifies IMAGE as it does (LIME, Kernel SHAP, "
+        "Partition SHAP, Grad-CAM or occlusion).",
     )
     p.add_argument("image", metavar="IMAGE", help="JPEG, PNG, WebP, BMP or TIFF file")
     p.add_argument(
@@ -35,7 +39,18 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         metavar="NAME|FILE.onnx",
         help="a registered model name, or an .onnx file (default: the settings' default model)",
     )
-    p.add_argument("--method", choices=("lime", "kernel_shap"), default="lime")
+    p.add_argument("--method", choices=METHODS, default="lime")
+    p.add_argument(
+        "--window", type=int, metavar="PX", help="occlusion: window side in pixels (default 32)"
+    )
+    p.add_argument(
+        "--stride", type=int, metavar="PX", help="occlusion: stride in pixels (default 16)"
+    )
+    p.add_argument(
+        "--layer",
+        metavar="NAME",
+        help="gradcam: the feature map (tensor or node name; default: chosen automatically)",
+    )
     p.add_argument(
         "--samples", type=int, default=1000, metavar="N", help="model evaluations (10..100000)"
     )
@@ -57,7 +72,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument(
         "--background",
         metavar="KIND|R,G,B|JSON",
-        help="what hidden superpixels show: black (default), mean, blur, R,G,B or a JSON object",
+        help="what hidden superpixels show: black (default), mean, blur, inpaint_telea, "
+        "inpaint_ns, R,G,B or a JSON object",
     )
     p.add_argument("--batch-size", type=int, metavar="B", help="evaluations per model call")
     p.add_argument("--output-space", choices=("probability", "logit"), default="probability")
@@ -101,7 +117,7 @@ def _background(text: str) -> dict[str, Any]:
         return _json_object(text, "background")
     if text in {"black", "constant"}:
         return {"kind": "constant", "rgb": [0, 0, 0]}
-    if text in {"mean", "blur"}:
+    if text in {"mean", "blur", "inpaint_telea", "inpaint_ns"}:
         return {"kind": text}
     parts = text.split(",")
     if len(parts) == 3:
@@ -109,7 +125,9 @@ def _background(text: str) -> dict[str, Any]:
             return {"kind": "constant", "rgb": [int(v) for v in parts]}
         except ValueError:
             pass
-    raise InvalidParams(f"--background: {text!r} is not black, mean, blur, R,G,B or JSON")
+    raise InvalidParams(
+        f"--background: {text!r} is not black, mean, blur, inpaint_telea, inpaint_ns, R,G,B or JSON"
+    )
 
 
 def _classes(text: str) -> list[int]:
@@ -143,6 +161,15 @@ def params_from_args(args: argparse.Namespace, model_name: str | None) -> Explai
         raw["background"] = _background(args.background)
     if args.batch_size is not None:
         raw["batch_size"] = args.batch_size
+    occlusion = {
+        key: value
+        for key, value in (("window", args.window), ("stride", args.stride))
+        if value is not None
+    }
+    if occlusion:
+        raw["occlusion"] = occlusion
+    if args.layer is not None:
+        raw["gradcam"] = {"layer": args.layer}
     try:
         return parse_params(raw, loc_prefix=())
     except InvalidParams as exc:  # name the option, not the API's key
@@ -162,6 +189,8 @@ _FLAGS = {
     "batch_size": "--batch-size",
     "output_space": "--output-space",
     "model": "--model",
+    "occlusion": "--window/--stride",
+    "gradcam": "--layer",
 }
 
 
@@ -218,12 +247,13 @@ def resolve_model(args: argparse.Namespace, models_dir: Path, default: str) -> C
 
 # --- the command ----------------------------------------------------------------------------
 def run(args: argparse.Namespace) -> int:
+    from glimpse.hierarchy import level_maps
     from glimpse.images import decode_image, encode_png
-    from glimpse.render import render_overlay
+    from glimpse.render import CAPTIONS, render_figure, render_map_overlay, render_overlay
     from glimpse.settings import get_settings
     from worker.engine.explain import explain
+    from worker.models import build_runtime
     from worker.results import build_result
-    from worker.runtime.onnx import OnnxRuntimeModel
 
     settings = get_settings()
     image_path = Path(args.image)
@@ -250,13 +280,7 @@ def run(args: argparse.Namespace) -> int:
                 f"{model_ref.card.num_classes} classes (0..{model_ref.card.num_classes - 1})"
             )
 
-    runtime = OnnxRuntimeModel(
-        model_ref.path,
-        model_ref.card,
-        providers=settings.providers,
-        intra_op_threads=settings.intra_op_threads,
-        fused=settings.fused_perturbation,
-    )
+    runtime = build_runtime(model_ref.path, model_ref.card, settings)
     batch_size = params.batch_size or settings.batch_size
     with _ProgressBar(disable=args.quiet) as bar:
         explanation = explain(
@@ -282,20 +306,30 @@ def run(args: argparse.Namespace) -> int:
         (out / "result.json").write_text(
             json.dumps(result.model_dump(mode="json"), indent=2) + "\n", encoding="utf-8"
         )
-        np.save(out / "attribution.npy", explanation.attribution())
+        maps = explanation.attribution()
+        np.save(out / "attribution.npy", maps)
         (out / "segments.png").write_bytes(encode_png(explanation.segments.astype(np.uint16)))
         for k, class_index in enumerate(explanation.targets):
-            overlay = render_overlay(
-                image.pixels, explanation.segments, explanation.weights[k], "heatmap"
-            )
+            if explanation.pixel_maps is not None:
+                overlay = render_map_overlay(image.pixels, explanation.pixel_maps[k])
+            else:
+                overlay = render_overlay(
+                    image.pixels, explanation.segments, explanation.weights[k], "heatmap"
+                )
             (out / f"overlay-{int(class_index)}.png").write_bytes(encode_png(overlay))
+        titles = [f"{e.label}\np = {e.probability:.3f}" for e in result.explanations]
+        figure = render_figure(image.pixels, maps, titles, caption=CAPTIONS[params.method])
+        (out / "figure.png").write_bytes(encode_png(figure))
+        if explanation.hierarchy is not None:
+            levels = level_maps(explanation.weights, explanation.hierarchy, explanation.segments)
+            np.save(out / "hierarchy.npy", levels)
     except OSError as exc:
         raise GlimpseError(f"cannot write to {out}: {exc}") from None
 
     top = result.predictions[0]
     print(
         f"{image_path.name}: {top.label!r} ({top.class_index}) p={top.probability:.3f}; "
-        f"{params.method} over {result.segments.count} superpixels, "
+        f"{params.method} over {result.segments.count} regions, "
         f"{result.stats.model_evaluations} evaluations in {result.stats.seconds:.1f} s -> {out}"
     )
     return 0

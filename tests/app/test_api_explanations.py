@@ -87,8 +87,13 @@ def test_finished_job_matches_the_contract(finished: dict, chelsea_png: bytes) -
         p["class_index"] for p in result["predictions"][:2]
     ]
     for e in result["explanations"]:
-        assert set(e) == {"class_index", "label", "probability", "weights", "base_value", "score"}
+        assert set(e) == {
+            *("class_index", "label", "probability", "weights", "base_value", "score"),
+            *("weights_se", "quality", "top_separated"),  # issue #6 additions
+        }
         assert len(e["weights"]) == count
+        assert len(e["weights_se"]) == count and isinstance(e["top_separated"], bool)
+        assert set(e["quality"]) == {"deletion_auc", "insertion_auc", "steps"}
     if result["method"] == "lime":
         assert result["explanations"][0]["score"] is not None
     total = result["stats"]["model_evaluations"]

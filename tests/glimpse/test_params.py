@@ -58,7 +58,7 @@ def test_unknown_keys_are_rejected_with_their_location(raw: dict, loc: list[str]
     [
         {"num_samples": 9},
         {"num_samples": 100_001},
-        {"method": "gradcam"},
+        {"method": "integrated_gradients"},
         {"targets": {"top_k": 0}},
         {"targets": {"top_k": 21}},
         {"targets": {"classes": []}},

@@ -15,6 +15,7 @@ class InputGrid:
         self.card = card
         self.height, self.width = card.input_size
         src_h, src_w = image_shape
+        self.source_shape = (int(src_h), int(src_w))
         if card.resize == "squash":
             self.resized = (self.width, self.height)
             self.crop = (0, 0, self.width, self.height)
@@ -48,4 +49,38 @@ class InputGrid:
         """(H, W) int label map -> (h, w) int32, nearest neighbour, same crop as the image."""
         img = Image.fromarray(labels.astype(np.int32))
         img = img.resize(self.resized, Image.Resampling.NEAREST).crop(self.crop)
+        return np.asarray(img).astype(np.int32)
+
+    def _uncrop(self, plane: np.ndarray, *, edge: bool) -> np.ndarray:
+        """(h, w) on the input grid -> (new_h, new_w) of the resized image, the crop undone:
+        outside the crop, zeros (or, with `edge`, the nearest value on the crop's border)."""
+        left, top, right, bottom = self.crop
+        new_w, new_h = self.resized
+        pad = ((top, new_h - bottom), (left, new_w - right))
+        if edge:
+            return np.pad(plane, pad, mode="edge")
+        return np.pad(plane, pad, mode="constant")
+
+    def map_to_original(self, values: np.ndarray) -> np.ndarray:
+        """(h, w) float map on the input grid -> (H, W) float32 at the original size, bilinear;
+        the parts of the image outside a center crop get 0."""
+        canvas = self._uncrop(np.asarray(values, np.float32), edge=False)
+        src_h, src_w = self.source_shape
+        img = Image.fromarray(canvas).resize((src_w, src_h), Image.Resampling.BILINEAR)
+        out = np.asarray(img, np.float32).copy()
+        left, top, right, bottom = self.crop
+        new_w, new_h = self.resized
+        if (left, top, right, bottom) != (0, 0, new_w, new_h):
+            rows = (np.arange(src_h) + 0.5) * new_h / src_h
+            cols = (np.arange(src_w) + 0.5) * new_w / src_w
+            inside = ((rows >= top) & (rows < bottom))[:, None] & ((cols >= left) & (cols < right))
+            out[~inside] = 0.0
+        return out
+
+    def labels_to_original(self, labels: np.ndarray) -> np.ndarray:
+        """(h, w) int label map on the input grid -> (H, W) int32, nearest neighbour; pixels
+        outside a center crop take the nearest label inside it."""
+        canvas = self._uncrop(np.asarray(labels, np.int32), edge=True)
+        src_h, src_w = self.source_shape
+        img = Image.fromarray(canvas).resize((src_w, src_h), Image.Resampling.NEAREST)
         return np.asarray(img).astype(np.int32)

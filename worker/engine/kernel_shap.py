@@ -2,10 +2,19 @@
 
 Sampling follows shap's KernelExplainer: coalition sizes are taken in pairs (s, M - s) from
 the smallest; a size whose complete enumeration fits in the remaining budget (given its share
-of the Shapley kernel's mass) is enumerated with its exact kernel weight; the rest of the
-budget is drawn at random over the remaining sizes, each subset with its complement (paired
-sampling), sharing the remaining kernel mass equally. With a budget of 2^M evaluations every
-coalition is enumerated and the values are the exact Shapley values.
+of the Shapley kernel's mass) is enumerated with its exact kernel weight. The rest of the
+budget goes to the remaining sizes as pairs (a subset and its complement: paired sampling).
+shap draws each pair's size at random ∝ the kernel mass, with replacement, all rows weighted
+equally (`sampling="iid"`); by default Glimpse stratifies instead: each size gets a fixed
+number of pairs ∝ its kernel mass (largest remainders, at most all of its pairs), drawn
+uniformly without replacement, and the size's kernel mass is spread over them. Same
+estimand, less variance where a size's pairs are few enough for the draw to cover a good
+share of them (measured in bench/quality.py; README). With a budget of 2^M evaluations
+every coalition is enumerated and the values are the exact Shapley values.
+
+`grow` gives the design at a larger budget for num_samples "auto" (rounds.py): the random
+coalitions drawn so far are kept where their sizes are still sampled, so no evaluation is
+wasted; sizes the larger budget can now enumerate reuse the ones already evaluated.
 """
 
 from __future__ import annotations
@@ -18,12 +27,31 @@ import numpy as np
 
 from worker.engine.coalitions import Coalitions, Fit
 from worker.engine.regression import constrained_wls
+from worker.engine.uncertainty import constrained_wls_errors
 
 
 @dataclass(frozen=True)
 class KernelShap:
+    """`sizes`: how the random part draws coalition sizes: `kernel` (∝ the Shapley kernel's
+    mass, shap's choice, equal regression weights) or `leverage` (every size equally often,
+    as leverage-score sampling does (Musco & Witter 2024), with importance weights).
+    `sampling`: `stratified` (default: a fixed number of pairs per size, distinct, each
+    size's kernel mass spread over its pairs) or `iid` (shap's: sizes drawn at random, pairs
+    drawn with replacement, equal weights)."""
+
+    sizes: str = "kernel"
+    sampling: str = "stratified"
+
     def sample(self, n_segments: int, budget: int, rng: np.random.Generator) -> Coalitions:
         """budget counts f(x) and f(all hidden): budget - 2 coalitions are drawn."""
+        return self.grow(None, n_segments, budget, rng)
+
+    def grow(
+        self, previous: Coalitions | None, n_segments: int, budget: int, rng: np.random.Generator
+    ) -> Coalitions:
+        """The design at `budget` that keeps `previous`'s random rows whose sizes are still
+        sampled (they are draws from the same distribution restricted to those sizes), and
+        enumerates what the budget now affords (rows already evaluated cost nothing)."""
         m = n_segments
         remaining = max(budget - 2, 0)
         if m < 2 or remaining == 0:
@@ -39,6 +67,7 @@ class KernelShap:
 
         blocks: list[np.ndarray] = []
         weights: list[np.ndarray] = []
+        groups: list[np.ndarray] = []
         left_mass = 1.0
         first_random = half + 1
         for s in range(1, half + 1):
@@ -52,17 +81,56 @@ class KernelShap:
                 rows = np.vstack([rows, ~rows])
             blocks.append(rows)
             weights.append(np.full(len(rows), pair_mass[s - 1] / count))
+            groups.append(np.full(len(rows), -1))
             remaining -= count
             left_mass -= pair_mass[s - 1]
+        strata: list[np.ndarray] = []
+        fraction: list[np.ndarray] = []
         if first_random <= half and remaining > 0 and left_mass > 1e-12:
-            rows = _random_paired(
-                m, np.arange(first_random, half + 1), pair_mass[first_random - 1 :], remaining, rng
-            )
-            blocks.append(rows)
-            weights.append(np.full(len(rows), left_mass / len(rows)))
+            random_sizes = np.arange(first_random, half + 1)
+            mass = pair_mass[first_random - 1 :]
+            draw = mass if self.sizes == "kernel" else np.where(2 * random_sizes == m, 1.0, 2.0)
+            draw = draw / draw.sum()
+            old = None
+            if previous is not None and previous.groups is not None:
+                old = (previous.z[previous.groups >= 0], previous.groups[previous.groups >= 0])
+            if self.sampling == "stratified":
+                part = _stratified_pairs(m, random_sizes, mass, draw, remaining, old, rng)
+                blocks.append(part[0])
+                weights.append(part[1])
+                groups.append(part[2])
+                strata.append(np.full(sum(len(b) for b in blocks[:-1]), -1))
+                strata.append(part[3])
+                fraction.append(np.zeros(len(strata[0])))
+                fraction.append(part[4])
+            else:
+                kept = np.zeros((0, m), bool)
+                if old is not None:
+                    small = np.minimum(old[0].sum(axis=1), m - old[0].sum(axis=1))
+                    kept = old[0][small >= first_random][:remaining]
+                    kept = kept[: len(kept) - len(kept) % 2]  # whole pairs only
+                fresh = _random_paired(m, random_sizes, draw, remaining - len(kept), rng)
+                rows = np.vstack([kept, fresh])
+                blocks.append(rows)
+                if self.sizes == "kernel":
+                    weights.append(np.full(len(rows), left_mass / len(rows)))
+                else:  # importance weights: kernel mass / draw probability, per row
+                    small = np.minimum(rows.sum(axis=1), m - rows.sum(axis=1))
+                    weights.append((mass / draw)[small - first_random] / len(rows))
+                groups.append(np.arange(len(rows)) // 2)  # kept rows stay in their pairs
         z = np.vstack(blocks) if blocks else np.zeros((0, m), bool)
         w = np.concatenate(weights) if weights else np.zeros(0)
-        return Coalitions(z=z, weights=w, needs_empty=True)
+        g = np.concatenate(groups) if groups else np.zeros(0, np.intp)
+        if not strata:
+            return Coalitions(z=z, weights=w, needs_empty=True, groups=g)
+        return Coalitions(
+            z=z,
+            weights=w,
+            needs_empty=True,
+            groups=g,
+            strata=np.concatenate(strata),
+            fraction=np.concatenate(fraction),
+        )
 
     def fit(
         self, coalitions: Coalitions, y: np.ndarray, f_full: np.ndarray, f_empty: np.ndarray | None
@@ -73,6 +141,18 @@ class KernelShap:
             phi = np.repeat(((f_full - f_empty) / max(m, 1))[:, None], m, axis=1)
         else:
             phi = constrained_wls(coalitions.z, y, coalitions.weights, f_empty, f_full)
+            se, separated = constrained_wls_errors(
+                coalitions.z,
+                y,
+                coalitions.weights,
+                f_empty,
+                f_full,
+                phi,
+                coalitions.groups,
+                coalitions.strata,
+                coalitions.fraction,
+            )
+            return Fit(phi, f_empty.astype(np.float64), None, se=se, separated=separated)
         return Fit(weights=phi, base_value=f_empty.astype(np.float64), score=None)
 
 
@@ -103,3 +183,125 @@ def _random_paired(
     rows[0::2] = subsets
     rows[1::2] = ~subsets
     return rows[:budget]
+
+
+def _allocate(n: int, share: np.ndarray, cap: np.ndarray) -> np.ndarray:
+    """n items over bins ∝ share (largest remainders), at most cap[j] in bin j."""
+    alloc = np.zeros(len(share), np.int64)
+    while True:
+        room = alloc < cap
+        left = n - int(alloc.sum())
+        if left <= 0 or not room.any():
+            return alloc
+        weight = np.where(room, share, 0.0)
+        exact = left * weight / weight.sum()
+        add = np.floor(exact).astype(np.int64)
+        if add.sum() == 0:
+            for j in np.argsort(-exact, kind="stable")[:left]:
+                add[j] += int(room[j])
+        alloc = np.minimum(alloc + add, cap)
+
+
+def _canonical(rows: np.ndarray, m: int) -> np.ndarray:
+    """The member of each {S, ~S} pair that is smaller, or holds feature 0 at the middle."""
+    size = rows.sum(axis=1)
+    flip = (2 * size > m) | ((2 * size == m) & ~rows[:, 0])
+    return np.where(flip[:, None], ~rows, rows)
+
+
+def _members(m: int, s: int) -> np.ndarray:
+    """Every canonical member of the pairs of size s."""
+    if 2 * s != m:
+        return _all_subsets(m, s)
+    rest = _all_subsets(m - 1, s - 1)
+    return np.hstack([np.ones((len(rest), 1), bool), rest])
+
+
+def _distinct(
+    m: int, s: int, count: int, population: int, taken: set[bytes], rng: np.random.Generator
+) -> np.ndarray:
+    """count canonical members of size-s pairs, uniformly without replacement, not in taken."""
+    if count <= 0:
+        return np.zeros((0, m), bool)
+    if population <= 50_000 and 4 * (count + len(taken)) >= population:
+        pool = _members(m, s)
+        keys = [k.tobytes() for k in np.packbits(pool, axis=1)]
+        pool = pool[[k not in taken for k in keys]]
+        return pool[rng.choice(len(pool), size=count, replace=False)]
+    out: list[np.ndarray] = []
+    seen = set(taken)
+    while len(out) < count:
+        ranks = rng.random((count - len(out) + 8, m)).argsort(axis=1).argsort(axis=1)
+        for row in _canonical(ranks < s, m):
+            key = np.packbits(row).tobytes()
+            if key not in seen and len(out) < count:
+                seen.add(key)
+                out.append(row)
+    return np.array(out)
+
+
+def _stratified_pairs(
+    m: int,
+    sizes: np.ndarray,
+    mass: np.ndarray,
+    share: np.ndarray,
+    n_rows: int,
+    old: tuple[np.ndarray, np.ndarray] | None,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """n_rows rows as pairs (S, ~S): each pair-size ("stratum") gets pairs ∝ share (at most
+    all of its pairs), drawn uniformly without replacement and keeping `old` pairs (rows,
+    group ids) of these sizes; an odd n_rows adds one unpaired subset. Each stratum's kernel
+    mass is spread evenly over its rows. Returns rows, weights, groups (pair ids), strata
+    (index into sizes) and the sampled fraction of each row's stratum."""
+    population = np.array([comb(m, int(s)) // (2 if 2 * s == m else 1) for s in sizes])
+    kept: list[list[np.ndarray]] = [[] for _ in sizes]
+    if old is not None:
+        rows, ids = old
+        for g in np.unique(ids):
+            pair = rows[ids == g]
+            if len(pair) == 2:
+                member = _canonical(pair[:1], m)[0]
+                j = int(member.sum()) - int(sizes[0])
+                if 0 <= j < len(sizes):
+                    kept[j].append(member)
+    n_kept = np.array([len(k) for k in kept])
+    count = np.maximum(_allocate(n_rows // 2, share, population), n_kept)
+    excess = int(count.sum()) - n_rows // 2
+    while excess > 0 and (count > n_kept).any():
+        j = int(np.argmax(count - n_kept))
+        cut = min(excess, int(count[j] - n_kept[j]))
+        count[j] -= cut
+        excess -= cut
+    single = -1
+    if n_rows % 2 and (count < population).any():
+        single = int(np.argmax(np.where(count < population, share, -1.0)))
+    blocks, weights, groups, strata, fraction = [], [], [], [], []
+    next_id = 0
+    for j, s in enumerate(sizes):
+        old_members = np.array(kept[j], bool).reshape(-1, m)
+        taken = {k.tobytes() for k in np.packbits(old_members, axis=1)}
+        fresh = _distinct(
+            m, int(s), int(count[j] - n_kept[j]) + (j == single), int(population[j]), taken, rng
+        )
+        members = np.vstack([old_members, fresh])
+        n_pairs = len(members) - (j == single)
+        rows = np.empty((2 * n_pairs + (j == single), m), bool)
+        rows[0 : 2 * n_pairs : 2] = members[:n_pairs]
+        rows[1 : 2 * n_pairs : 2] = ~members[:n_pairs]
+        ids = next_id + np.arange(len(rows)) // 2
+        if j == single:
+            rows[-1] = members[-1] if rng.random() < 0.5 else ~members[-1]
+        next_id = int(ids[-1]) + 1 if len(ids) else next_id
+        blocks.append(rows)
+        weights.append(np.full(len(rows), mass[j] / max(len(rows), 1)))
+        groups.append(ids)
+        strata.append(np.full(len(rows), j))
+        fraction.append(np.full(len(rows), min(n_pairs / population[j], 1.0)))
+    return (
+        np.vstack(blocks),
+        np.concatenate(weights),
+        np.concatenate(groups),
+        np.concatenate(strata),
+        np.concatenate(fraction),
+    )

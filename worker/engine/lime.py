@@ -8,6 +8,7 @@ import numpy as np
 
 from worker.engine.coalitions import Coalitions, Fit
 from worker.engine.regression import weighted_ridge
+from worker.engine.uncertainty import ridge_errors
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,21 @@ class Lime:
         """Row 0 is the unperturbed image (as in lime_image); others keep each superpixel with p."""
         z = rng.random((budget, n_segments)) < self.keep_probability
         z[0] = True
-        return Coalitions(z=z, weights=self.kernel(z))
+        groups = np.arange(budget)
+        groups[:1] = -1  # the image itself is not drawn
+        return Coalitions(z=z, weights=self.kernel(z), groups=groups)
+
+    def grow(
+        self, previous: Coalitions | None, n_segments: int, budget: int, rng: np.random.Generator
+    ) -> Coalitions:
+        """`previous` and budget − len(previous) more rows drawn as `sample` draws them."""
+        if previous is None:
+            return self.sample(n_segments, budget, rng)
+        more = rng.random((max(budget - len(previous.z), 0), n_segments)) < self.keep_probability
+        z = np.vstack([previous.z, more])
+        groups = np.arange(len(z))
+        groups[:1] = -1
+        return Coalitions(z=z, weights=self.kernel(z), groups=groups)
 
     def kernel(self, z: np.ndarray) -> np.ndarray:
         """sqrt(exp(-d²/width²)) of the cosine distance d between each row and all-on."""
@@ -34,4 +49,7 @@ class Lime:
         self, coalitions: Coalitions, y: np.ndarray, f_full: np.ndarray, f_empty: np.ndarray | None
     ) -> Fit:
         coef, intercept, r2 = weighted_ridge(coalitions.z, y, coalitions.weights, self.alpha)
-        return Fit(weights=coef, base_value=intercept, score=r2)
+        se, separated = ridge_errors(
+            coalitions.z, y, coalitions.weights, self.alpha, coef, intercept, coalitions.groups
+        )
+        return Fit(weights=coef, base_value=intercept, score=r2, se=se, separated=separated)

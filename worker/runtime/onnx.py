@@ -56,6 +56,7 @@ class OnnxRuntimeModel:
             )
         self.device = "cuda" if self.providers[0] in GPU_PROVIDERS else "cpu"
         self._fused_session: ort.InferenceSession | None = None
+        self._extra_sessions: dict[tuple[str, ...], ort.InferenceSession] = {}
         self._lock = threading.Lock()
 
     def _session(self, model: str | bytes) -> ort.InferenceSession:
@@ -83,6 +84,24 @@ class OnnxRuntimeModel:
                 graph = fuse_perturbation(onnx.load(str(self.path)), self.card.input_name)
                 self._fused_session = self._session(graph.SerializeToString())
             return self._fused_session
+
+    def run_with_outputs(self, batch: np.ndarray, names: tuple[str, ...]) -> list[np.ndarray]:
+        """Intermediate tensors `names` of the graph for `batch` (e.g. a feature map for
+        Grad-CAM): a session with them added as graph outputs, built once per set of names."""
+        with self._lock:
+            session = self._extra_sessions.get(names)
+            if session is None:
+                graph = onnx.load(str(self.path))
+                present = {o.name for o in graph.graph.output}
+                for name in names:
+                    if name not in present:
+                        graph.graph.output.append(
+                            onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
+                        )
+                session = self._session(graph.SerializeToString())
+                self._extra_sessions[names] = session
+        outputs = session.run(list(names), {self.card.input_name: batch})
+        return [np.asarray(o) for o in outputs]
 
     def bind(
         self, image: np.ndarray, background: np.ndarray, segments: np.ndarray

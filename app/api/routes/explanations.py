@@ -19,7 +19,7 @@ from app.openapi_docs import (
 )
 from app.schemas import Job
 from app.uploads import read_submission
-from glimpse.render import Style
+from glimpse.render import OverlayStyle
 
 router = APIRouter(prefix="/v1/explanations", tags=["explanations"])
 
@@ -143,8 +143,11 @@ def get_overlay(
         Query(ge=0, description="an explained class; default: the first in `explanations`"),
     ] = None,
     style: Annotated[
-        Style,
-        Query(description="heatmap (diverging colours), boundaries (lime), highlight (top %)"),
+        OverlayStyle,
+        Query(
+            description="heatmap (diverging colours), boundaries (lime), highlight (top %), "
+            "grid (every explained class side by side: the same as figure.png)"
+        ),
     ] = "heatmap",
     negative: Annotated[
         bool, Query(description="boundaries: also outline the most negative superpixels")
@@ -167,3 +170,47 @@ def get_overlay(
         percentile=percentile,
     )
     return Response(png, media_type="image/png")
+
+
+@router.get(
+    "/{job_id}/figure.png",
+    response_class=Response,
+    summary="The image and every explained class side by side, on one colour scale",
+    description=(
+        "As shap's `image_plot`: the photo, then one panel per class in `explanations` order, "
+        "labelled with its name and probability, red for evidence for the class and blue "
+        "against, one colour bar for all (the 99.9th percentile of |attribution|)."
+    ),
+    responses={
+        200: {"content": {"image/png": {}}, "description": "the class grid figure"},
+        **problem_responses(ARTIFACT_ERRORS),
+    },
+)
+def get_figure(job_id: JobId, store: StoreDep, settings: SettingsDep) -> Response:
+    return Response(service.figure_png(store, settings, job_id), media_type="image/png")
+
+
+@router.get(
+    "/{job_id}/hierarchy.npy",
+    response_class=Response,
+    summary="partition_shap's coarse-to-fine maps: float32 [K, L, H, W] in .npy format",
+    description=(
+        "Map `l` of class `k` paints on each pixel the value (the sum of its superpixels' "
+        "Owen values) of the node at depth `l` of the split tree that holds the pixel (or of "
+        "its superpixel where the tree is shallower): level 0 is f(x) - f(background) "
+        "everywhere, the last level equals attribution.npy. 404 for other methods."
+    ),
+    responses={
+        200: {
+            "content": {"application/octet-stream": {}},
+            "description": "one stack of level maps per explained class",
+        },
+        **problem_responses(ARTIFACT_ERRORS),
+    },
+)
+def get_hierarchy(job_id: JobId, store: StoreDep) -> Response:
+    return Response(
+        service.hierarchy_npy(store, job_id),
+        media_type="application/octet-stream",
+        headers={"Content-Disposition": f'attachment; filename="{job_id}-hierarchy.npy"'},
+    )

@@ -32,7 +32,7 @@ def list_models(registry: ModelRegistry, settings: Settings) -> list[ModelInfo]:
                 num_classes=card.num_classes,
                 default=name == settings.default_model,
                 runtime=settings.runtime,
-                providers=settings.providers,
+                providers=settings.runtime_providers,
             )
         )
     return models

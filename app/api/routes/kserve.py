@@ -1,0 +1,131 @@
+"""KServe V1 data plane: `GET /v1/models/{name}`, `:predict`, `:explain` (synchronous)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+
+from app import kserve
+from app.api.deps import QueueDep, RedisDep, RegistryDep, SettingsDep, StoreDep
+from app.openapi_docs import problem_responses
+from app.uploads import body_limit, read_body
+from glimpse.cards import ModelRegistry
+from glimpse.errors import BadRequest
+from glimpse.settings import Settings
+
+router = APIRouter(prefix="/v1/models", tags=["kserve"])
+
+V1_ERRORS = (400, 404, 413, 415, 422, 503, 504)
+
+IMAGE_B64 = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"
+)
+V1_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "instances": {"type": "array", "items": {}},
+                    "parameters": {"type": "object", "description": "explainer params (:explain)"},
+                },
+                "required": ["instances"],
+            },
+            "examples": {
+                "image_bytes": {
+                    "summary": "TF Serving / KServe image_bytes",
+                    "value": {"instances": [{"image_bytes": {"b64": IMAGE_B64}}]},
+                },
+                "torchserve": {
+                    "summary": "TorchServe-style data",
+                    "value": {"instances": [{"data": IMAGE_B64}]},
+                },
+                "pixels": {
+                    "summary": "an H×W×3 pixel array (0..255)",
+                    "value": {
+                        "instances": [[[[255, 0, 0], [0, 255, 0]], [[0, 0, 255], [9, 9, 9]]]]
+                    },
+                },
+            },
+        }
+    },
+}
+
+
+async def _read(
+    name: str, request: Request, settings: Settings, registry: ModelRegistry
+) -> tuple[str, list[bytes], dict[str, Any]]:
+    """(the model, each instance's image bytes, the body) of a V1 request."""
+    raw = await read_body(request, body_limit("application/json", settings.max_upload_bytes))
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+    model = kserve.model_name(name, registry)
+    return model, kserve.instances(body), body
+
+
+@router.get(
+    "/{name}",
+    summary="KServe V1 model readiness",
+    responses=problem_responses((404,)),
+)
+def model_ready(name: str, registry: RegistryDep) -> dict[str, Any]:
+    return {"name": kserve.model_name(name, registry), "ready": True}
+
+
+@router.post(
+    "/{name}:predict",
+    summary="KServe V1 predict: the top classes of each instance",
+    responses=problem_responses(V1_ERRORS),
+    openapi_extra={"requestBody": V1_BODY},
+)
+async def predict(
+    name: str,
+    request: Request,
+    settings: SettingsDep,
+    redis: RedisDep,
+    queue: QueueDep,
+    registry: RegistryDep,
+) -> dict[str, Any]:
+    model, images, _ = await _read(name, request, settings, registry)
+    predictions = await run_in_threadpool(
+        kserve.predict, images, model, settings=settings, redis=redis, queue=queue
+    )
+    return {"predictions": predictions}
+
+
+@router.post(
+    "/{name}:explain",
+    summary="KServe V1 explain: synchronous explanations (params in `parameters`)",
+    description=(
+        "Submits one explanation job per instance, exactly as `POST /v1/explanations` would, "
+        "and waits for them within the server's time limit (`GLIMPSE_SYNC_TIMEOUT_S`); past "
+        "it the answer is 504 and the jobs go on."
+    ),
+    responses=problem_responses(V1_ERRORS),
+    openapi_extra={"requestBody": V1_BODY},
+)
+async def explain(
+    name: str,
+    request: Request,
+    settings: SettingsDep,
+    store: StoreDep,
+    queue: QueueDep,
+    registry: RegistryDep,
+) -> dict[str, Any]:
+    model, images, body = await _read(name, request, settings, registry)
+    return await run_in_threadpool(
+        kserve.explain,
+        images,
+        model,
+        body.get("parameters"),
+        settings=settings,
+        store=store,
+        queue=queue,
+        registry=registry,
+    )

@@ -1,0 +1,157 @@
+// Glimpse web page: upload → submit → poll progress → predictions and overlays.
+"use strict";
+const $ = (id) => document.getElementById(id);
+let file = null;
+let job = null;
+let originalUrl = null;
+
+async function problemText(response) {
+  try {
+    const p = await response.json();
+    return `${p.title}: ${p.detail}`;
+  } catch (_) {
+    return `${response.status} ${response.statusText}`;
+  }
+}
+
+async function loadModels() {
+  const response = await fetch("/v1/models");
+  const models = response.ok ? await response.json() : [];
+  for (const m of models) {
+    const option = new Option(`${m.name} (${m.num_classes} classes)`, m.name, m.default, m.default);
+    $("model").add(option);
+  }
+}
+
+function choose(f) {
+  if (!f) return;
+  file = f;
+  if (originalUrl) URL.revokeObjectURL(originalUrl);
+  originalUrl = URL.createObjectURL(f);
+  $("preview").src = originalUrl;
+  $("preview").hidden = false;
+  $("drop-text").textContent = f.name;
+  $("submit").disabled = false;
+}
+
+function wireDropZone() {
+  const zone = $("drop-zone");
+  const input = $("image-input");
+  zone.addEventListener("click", () => input.click());
+  zone.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") input.click(); });
+  input.addEventListener("change", () => choose(input.files[0]));
+  zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("over"); });
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (e) => {
+    e.preventDefault();
+    zone.classList.remove("over");
+    choose(e.dataTransfer.files[0]);
+  });
+}
+
+function showError(text) {
+  $("error").textContent = text;
+  $("error").hidden = false;
+  $("status-text").textContent = "Failed";
+  $("submit").disabled = false;
+}
+
+async function submit(event) {
+  event.preventDefault();
+  if (!file) return;
+  $("submit").disabled = true;
+  $("results").hidden = true;
+  $("error").hidden = true;
+  $("status-panel").hidden = false;
+  $("status-text").textContent = "Uploading…";
+  $("progress").value = 0;
+  const params = {
+    model: $("model").value || undefined,
+    method: $("method").value,
+    targets: { top_k: Number($("top-k").value) },
+    num_samples: Number($("samples").value),
+  };
+  const body = new FormData();
+  body.append("image", file, file.name);
+  body.append("params", JSON.stringify(params));
+  const response = await fetch("/v1/explanations", { method: "POST", body });
+  if (!response.ok) return showError(await problemText(response));
+  job = await response.json();
+  poll();
+}
+
+async function poll() {
+  const response = await fetch(`/v1/explanations/${job.id}`);
+  if (!response.ok) return showError(await problemText(response));
+  job = await response.json();
+  const { done, total } = job.progress;
+  $("progress").max = Math.max(total, 1);
+  $("progress").value = done;
+  $("status-text").textContent = `${job.status} — ${done} / ${total} model evaluations`;
+  if (job.status === "finished") return showResult();
+  if (job.status === "failed" || job.status === "canceled") {
+    return showError(job.error ? `${job.error.title}: ${job.error.detail}` : job.status);
+  }
+  setTimeout(poll, 300);
+}
+
+function overlayUrl(classIndex) {
+  const style = document.querySelector("input[name=style]:checked").value;
+  return `/v1/explanations/${job.id}/overlay.png?class_index=${classIndex}&style=${style}`;
+}
+
+function showResult() {
+  const result = job.result;
+  $("progress").value = $("progress").max;
+  $("submit").disabled = false;
+  const list = $("predictions");
+  list.replaceChildren(...result.predictions.map((p) => {
+    const li = document.createElement("li");
+    li.textContent = `${p.label} — ${(100 * p.probability).toFixed(1)}%`;
+    return li;
+  }));
+  const figures = result.explanations.map((e) => {
+    const figure = document.createElement("figure");
+    const stack = document.createElement("div");
+    stack.className = "stack";
+    const base = new Image();
+    base.src = originalUrl;
+    base.alt = "The uploaded image";
+    const overlay = new Image();
+    overlay.className = "overlay";
+    overlay.dataset.classIndex = e.class_index;
+    overlay.alt = `Attribution overlay for ${e.label}`;
+    overlay.src = overlayUrl(e.class_index);
+    overlay.style.opacity = $("opacity").value;
+    stack.append(base, overlay);
+    const caption = document.createElement("figcaption");
+    caption.textContent = `${e.label} (class ${e.class_index}, p=${e.probability.toFixed(3)})`;
+    figure.append(stack, caption);
+    return figure;
+  });
+  $("explanations").replaceChildren(...figures);
+  const blob = new Blob([JSON.stringify(result, null, 2)], { type: "application/json" });
+  $("download-json").href = URL.createObjectURL(blob);
+  $("download-npy").href = `/v1/explanations/${job.id}/attribution.npy`;
+  $("download-segments").href = `/v1/explanations/${job.id}/segments.png`;
+  $("results").hidden = false;
+  $("status-text").textContent = `finished — ${result.stats.model_evaluations} evaluations in ${result.stats.seconds.toFixed(2)} s`;
+}
+
+function refreshOverlays() {
+  for (const img of document.querySelectorAll("img.overlay")) {
+    img.src = overlayUrl(img.dataset.classIndex);
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  wireDropZone();
+  loadModels();
+  $("explain-form").addEventListener("submit", submit);
+  for (const radio of document.querySelectorAll("input[name=style]")) {
+    radio.addEventListener("change", refreshOverlays);
+  }
+  $("opacity").addEventListener("input", () => {
+    for (const img of document.querySelectorAll("img.overlay")) img.style.opacity = $("opacity").value;
+  });
+});

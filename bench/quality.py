@@ -1,0 +1,412 @@
+"""Estimator quality against exact Shapley values: prints one JSON object, writes
+bench/results/quality.json. Run: `.venv/bin/python bench/quality.py` (about 10 minutes here).
+
+Model: the shared EfficientNet-Lite0; photos: skimage's chelsea, coffee and astronaut,
+segmented with SLIC into M = 10..12 superpixels so that the model can be evaluated on all 2^M
+coalitions (4096 evaluations at M = 12, ~40 s at ~110 evaluations/s on this 2-core machine).
+That table gives the exact Shapley values (the reference) and LIME's own estimand (its
+weighted regression over every coalition, lime's kernel, p = 0.5), and it answers every
+method's coalitions afterwards, so each estimator sees exactly the model's numbers without
+paying for them again: Glimpse's engine (sampler + fit, `worker.engine.rounds`), lime_image
+(its perturbed images are decoded back to coalitions) and shap's KernelExplainer (a function
+of coalition vectors) all read the same table. Two more tables per photo, with Gaussian noise
+(σ = 2/255) added to the image and the same superpixels, give noise-to-noise stability.
+
+The target class is the model's top-1 on the clean photo, in probability space; the
+background is black; the budget is the number of model evaluations.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from itertools import combinations
+from math import factorial
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TQDM_DISABLE", "1")  # lime_image draws a progress bar per run
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "models"
+sys.path.insert(0, str(REPO))
+
+from glimpse.cards import PRESETS, ModelCard  # noqa: E402
+from glimpse.params import Slic  # noqa: E402
+from worker.engine.explain import to_output_space  # noqa: E402
+from worker.engine.grid import InputGrid  # noqa: E402
+from worker.engine.kernel_shap import KernelShap  # noqa: E402
+from worker.engine.lime import Lime  # noqa: E402
+from worker.engine.perturb import Composer  # noqa: E402
+from worker.engine.rounds import adaptive, fixed  # noqa: E402
+from worker.engine.segment import segment  # noqa: E402
+from worker.runtime.onnx import OnnxRuntimeModel  # noqa: E402
+
+BUDGETS = [250, 500, 1000, 2000]
+SEEDS = [0, 1, 2]
+MORE_SEEDS = list(range(10))  # errors of the engine's estimators: table lookups only
+NOISE = [1, 2]  # seeds of the two noisy copies
+SIGMA = 2.0  # 2/255 of the 0..1 range, in 0..255 units
+PHOTOS = ["chelsea", "coffee", "astronaut"]
+MAX_M = 12
+BATCH = 64
+CACHE = Path("/tmp/glimpse-quality-tables")  # set GLIMPSE_QUALITY_NO_CACHE=1 to recompute
+
+
+def load_model() -> OnnxRuntimeModel:
+    card = ModelCard(
+        input_name="data",
+        output_name="logits",
+        num_classes=1000,
+        **PRESETS["imagenet-squash"],  # type: ignore[arg-type]
+    )
+    return OnnxRuntimeModel(SHARED / "efficientnet-lite0.onnx", card)
+
+
+def segments_for(image: np.ndarray) -> tuple[np.ndarray, dict]:
+    """SLIC (compactness 10, 20 or 5; n_segments 40 down to 5) with the most superpixels
+    that stay <= MAX_M, so that 2^M evaluations stay affordable."""
+    best: tuple[int, np.ndarray, dict] | None = None
+    for compactness in (10, 20, 5):
+        for n in range(40, 4, -1):
+            segments = segment(image, Slic(n_segments=n, compactness=compactness))
+            m = int(segments.max()) + 1
+            if m <= MAX_M:
+                if best is None or m > best[0]:
+                    best = (m, segments, {"n_segments": n, "compactness": compactness})
+                break
+        if best is not None and best[0] == MAX_M:
+            break
+    if best is None:
+        raise RuntimeError("no SLIC setting gives few enough superpixels")
+    return best[1], best[2]
+
+
+def all_coalitions(m: int) -> np.ndarray:
+    """(2^m, m) bool, row r = the bits of r."""
+    return (np.arange(2**m)[:, None] >> np.arange(m)[None, :]) & 1 == 1
+
+
+def index_of(z: np.ndarray) -> np.ndarray:
+    return np.asarray(z, np.int64) @ (1 << np.arange(z.shape[1], dtype=np.int64))
+
+
+def table(model, image: np.ndarray, segments: np.ndarray, target: int) -> np.ndarray:
+    """The target's probability on every coalition: (2^m,) float64, by `index_of`."""
+    m = int(segments.max()) + 1
+    grid = InputGrid(model.card, image.shape[:2])
+    compose = Composer(
+        grid.image(image), grid.image(np.zeros(image.shape, np.uint8)), grid.labels(segments)
+    )
+    z = all_coalitions(m)
+    out = np.empty(len(z))
+    for start in range(0, len(z), BATCH):
+        raw = model(compose(z[start : start + BATCH]))
+        out[start : start + BATCH] = to_output_space(raw, model.card, "probability")[:, target]
+    return out
+
+
+def exact_shapley(values: np.ndarray, m: int) -> np.ndarray:
+    phi = np.zeros(m)
+    idx = np.arange(2**m)
+    sizes = np.array([bin(i).count("1") for i in idx])
+    coef = np.array([factorial(s) * factorial(m - s - 1) / factorial(m) for s in range(m)])
+    for j in range(m):
+        without = idx[(idx >> j) & 1 == 0]
+        phi[j] = np.sum(coef[sizes[without]] * (values[without | (1 << j)] - values[without]))
+    return phi
+
+
+def lime_estimand(values: np.ndarray, m: int) -> np.ndarray:
+    """LIME's weighted regression over all coalitions, each with its probability (0.5^m)
+    and lime's kernel: what lime's coefficients converge to as samples grow."""
+    z = all_coalitions(m)
+    w = Lime().kernel(z)
+    x = z.astype(np.float64)
+    xm = w @ x / w.sum()
+    ym = w @ values / w.sum()
+    xc = x - xm
+    return np.linalg.solve((xc * w[:, None]).T @ xc, (xc * w[:, None]).T @ (values - ym))
+
+
+# --- the estimators, all reading a table ------------------------------------------------------
+def glimpse(estimator, values: np.ndarray, m: int, budget: int | str, seed: int) -> tuple:
+    def score(z: np.ndarray) -> np.ndarray:
+        return values[index_of(z)][:, None]
+
+    f_full = values[-1:]
+    rng = np.random.default_rng(seed)
+    if budget == "auto":
+        spent = adaptive(
+            estimator, m, score, f_full, rng, max_samples=20_000, batch_size=BATCH, progress=None
+        )
+    else:
+        spent = fixed(
+            estimator, m, score, f_full, rng, budget=int(budget), batch_size=BATCH, progress=None
+        )
+    return spent.fit.weights[0], spent
+
+
+def random_paired_shap(values: np.ndarray, m: int, budget: int, seed: int) -> np.ndarray:
+    """The design not kept for "auto": paired sampling from the Shapley kernel's size
+    distribution over all sizes, nothing enumerated (a round would just add pairs)."""
+    from worker.engine.kernel_shap import _random_paired
+    from worker.engine.regression import constrained_wls
+
+    half = m // 2
+    sizes = np.arange(1, half + 1)
+    mass = np.array([(1.0 if s == m - s else 2.0) * (m - 1) / (s * (m - s)) for s in sizes])
+    z = _random_paired(m, sizes, mass, budget - 2, np.random.default_rng(seed))
+    y = values[index_of(z)][:, None]
+    phi = constrained_wls(z, y, np.ones(len(z)), values[:1], values[-1:])
+    return phi[0]
+
+
+def shap_kernel(values: np.ndarray, m: int, budget: int, seed: int) -> np.ndarray:
+    import shap
+
+    def f(z: np.ndarray) -> np.ndarray:
+        return values[index_of(np.asarray(z) > 0.5)]
+
+    np.random.seed(seed)  # KernelExplainer draws from numpy's global generator
+    explainer = shap.KernelExplainer(f, np.zeros((1, m)))
+    phi = explainer.shap_values(np.ones((1, m)), nsamples=budget, l1_reg=False, silent=True)
+    return np.asarray(phi).reshape(-1)[:m]
+
+
+def lime_image(
+    values: np.ndarray, image: np.ndarray, segments: np.ndarray, budget: int, seed: int
+) -> np.ndarray:
+    from lime.lime_image import LimeImageExplainer
+
+    m = int(segments.max()) + 1
+    # one pixel per superpixel that is not black in the photo: black there means hidden
+    probe = []
+    for j in range(m):
+        rows, cols = np.nonzero((segments == j) & (image.max(axis=2) > 0))
+        probe.append((rows[len(rows) // 2], cols[len(cols) // 2]))
+    pr = np.array([p[0] for p in probe])
+    pc = np.array([p[1] for p in probe])
+
+    def classifier(images: np.ndarray) -> np.ndarray:
+        z = np.asarray(images)[:, pr, pc, :].max(axis=2) > 0
+        p = values[index_of(z)]
+        return np.stack([1 - p, p], axis=1)  # class 1 = the target
+
+    explainer = LimeImageExplainer(random_state=seed)
+    explanation = explainer.explain_instance(
+        image,
+        classifier,
+        labels=(1,),
+        top_labels=None,
+        hide_color=0,
+        num_samples=budget,
+        batch_size=BATCH,
+        segmentation_fn=lambda _: segments,
+    )
+    weights = np.zeros(m)
+    for j, w in explanation.local_exp[1]:
+        weights[j] = w
+    return weights
+
+
+# --- metrics -------------------------------------------------------------------------------------
+def rel_l2(est: np.ndarray, ref: np.ndarray) -> float:
+    return float(np.linalg.norm(est - ref) / np.linalg.norm(ref))
+
+
+def top5(est: np.ndarray, ref: np.ndarray) -> float:
+    k = min(5, len(ref) - 1)
+    return len(set(np.argsort(-est)[:k]) & set(np.argsort(-ref)[:k])) / k
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(a, b).statistic)
+
+
+def mean_pairwise(vectors: list[np.ndarray]) -> float:
+    return float(np.mean([spearman(a, b) for a, b in combinations(vectors, 2)]))
+
+
+METHODS = {
+    "glimpse_kernel_shap": lambda v, img, seg, m, n, s: glimpse(KernelShap(), v, m, n, s)[0],
+    "glimpse_kernel_shap_iid": lambda v, img, seg, m, n, s: glimpse(
+        KernelShap(sampling="iid"), v, m, n, s
+    )[0],
+    "glimpse_kernel_shap_leverage": lambda v, img, seg, m, n, s: glimpse(
+        KernelShap(sizes="leverage"), v, m, n, s
+    )[0],
+    "kernel_shap_random_paired_only": lambda v, img, seg, m, n, s: random_paired_shap(v, m, n, s),
+    "glimpse_lime": lambda v, img, seg, m, n, s: glimpse(Lime(), v, m, n, s)[0],
+    "shap_kernel_explainer": lambda v, img, seg, m, n, s: shap_kernel(v, m, n, s),
+    "lime_image": lambda v, img, seg, m, n, s: lime_image(v, img, seg, n, s),
+}
+PEERS = {"shap_kernel_explainer", "lime_image"}
+SHAPLEY_METHODS = {
+    "glimpse_kernel_shap",
+    "glimpse_kernel_shap_iid",
+    "glimpse_kernel_shap_leverage",
+    "kernel_shap_random_paired_only",
+    "shap_kernel_explainer",
+}
+
+
+def photo(name: str, model) -> dict:
+    from skimage import data
+
+    image = getattr(data, name)()
+    started = time.perf_counter()
+    segments, slic = segments_for(image)
+    m = int(segments.max()) + 1
+    grid = InputGrid(model.card, image.shape[:2])
+    probabilities = to_output_space(model(grid.image(image)[None]), model.card, "probability")[0]
+    target = int(np.argmax(probabilities))
+    noisy_pixels = [
+        np.clip(
+            np.round(image + np.random.default_rng(s).normal(0, SIGMA, image.shape)), 0, 255
+        ).astype(np.uint8)
+        for s in NOISE
+    ]
+    cache = CACHE / f"{name}-m{m}-t{target}.npz"  # tables are pure functions of these
+    if cache.is_file() and not os.environ.get("GLIMPSE_QUALITY_NO_CACHE"):
+        tables = list(np.load(cache)["tables"])
+    else:
+        tables = [table(model, px, segments, target) for px in [image, *noisy_pixels]]
+        CACHE.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, tables=np.array(tables))
+    clean = tables[0]
+    noisy = list(zip(noisy_pixels, tables[1:], strict=True))
+    table_seconds = time.perf_counter() - started
+    shapley = exact_shapley(clean, m)
+    lime_ref = lime_estimand(clean, m)
+
+    methods: dict[str, dict] = {}
+    for method, run in METHODS.items():
+        ref = shapley if method in SHAPLEY_METHODS else lime_ref
+        rows = {}
+        for budget in BUDGETS:
+            seeds = SEEDS if method in PEERS else MORE_SEEDS
+            by_seed = [run(clean, image, segments, m, budget, s) for s in seeds]
+            by_noise = [run(v, px, segments, m, budget, 0) for px, v in noisy]
+            rows[str(budget)] = {
+                "rel_l2_vs_shapley": float(np.mean([rel_l2(w, shapley) for w in by_seed])),
+                "top5_vs_shapley": float(np.mean([top5(w, shapley) for w in by_seed])),
+                "rel_l2_vs_own_estimand": float(np.mean([rel_l2(w, ref) for w in by_seed])),
+                "top5_vs_own_estimand": float(np.mean([top5(w, ref) for w in by_seed])),
+                "seed_to_seed_spearman": mean_pairwise(by_seed),
+                "noise_to_noise_spearman": mean_pairwise(by_noise),
+            }
+        methods[method] = rows
+
+    auto = {}
+    for method, estimator, ref in (
+        ("glimpse_kernel_shap", KernelShap(), shapley),
+        ("glimpse_lime", Lime(), lime_ref),
+    ):
+        runs = [glimpse(estimator, clean, m, "auto", s) for s in SEEDS]
+        fixed_1000 = [glimpse(estimator, clean, m, 1000, s)[0] for s in SEEDS]
+        auto[method] = {
+            "evaluations": [spent.evaluations for _, spent in runs],
+            "rounds": [spent.rounds for _, spent in runs],
+            "converged": [spent.converged for _, spent in runs],
+            "top5_vs_reference": [top5(w, ref) for w, _ in runs],
+            "fixed_1000_top5_vs_reference": [top5(w, ref) for w in fixed_1000],
+            "fewer_than_1000_and_top5_agrees": [
+                bool(spent.evaluations < 1000 and top5(w, ref) == 1.0) for w, spent in runs
+            ],
+        }
+    return {
+        "photo": name,
+        "slic": slic,
+        "superpixels": m,
+        "target_class": target,
+        "target_probability": float(probabilities[target]),
+        "table_evaluations": (1 + len(NOISE)) * 2**m,
+        "table_seconds": round(table_seconds, 1),
+        "reference_shapley": [round(float(v), 6) for v in shapley],
+        "reference_top5_gap": _reference_gap(shapley),
+        "methods": methods,
+        "auto": auto,
+    }
+
+
+def _reference_gap(ref: np.ndarray) -> float:
+    """The 5th minus the 6th largest reference weight: how hard the top-5 is to settle."""
+    ordered = np.sort(ref)[::-1]
+    return float(ordered[4] - ordered[5])
+
+
+def targets(photos: list[dict]) -> dict:
+    def at(p: dict, method: str, budget: int, key: str) -> float:
+        return p["methods"][method][str(budget)][key]
+
+    ks500 = [at(p, "glimpse_kernel_shap", 500, "rel_l2_vs_shapley") for p in photos]
+    shap1000 = [at(p, "shap_kernel_explainer", 1000, "rel_l2_vs_shapley") for p in photos]
+    out = {
+        "kernel_shap_500_error_le_shap_kernel_explainer_1000": {
+            "glimpse_500": ks500,
+            "shap_1000": shap1000,
+            "met": bool(all(a <= b for a, b in zip(ks500, shap1000, strict=True))),
+        }
+    }
+    for key, name in (
+        ("seed_to_seed_spearman", "seed_to_seed"),
+        ("noise_to_noise_spearman", "noise_to_noise"),
+    ):
+        ks = [at(p, "glimpse_kernel_shap", 1000, key) for p in photos]
+        li = [at(p, "lime_image", 1000, key) for p in photos]
+        out[f"kernel_shap_{name}_1000_ge_0.9_and_above_lime_image"] = {
+            "glimpse_kernel_shap": ks,
+            "lime_image": li,
+            "met": bool(all(a >= 0.9 and a > b for a, b in zip(ks, li, strict=True))),
+        }
+    wins = [p["auto"]["glimpse_kernel_shap"]["fewer_than_1000_and_top5_agrees"][0] for p in photos]
+    out["auto_kernel_shap_seed0_under_1000_with_top5_agreeing_on_2_of_3_photos"] = {
+        "per_photo": wins,
+        "met": sum(wins) >= 2,
+    }
+    return out
+
+
+def main() -> None:
+    started = time.perf_counter()
+    model = load_model()
+    photos = []
+    for name in PHOTOS:
+        photos.append(photo(name, model))
+        print(f"{name}: {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+    result = {
+        "machine": {"python": platform.python_version(), "cpu": platform.processor() or "?"},
+        "budgets": BUDGETS,
+        "seeds": SEEDS,
+        "noise_sigma_of_255": SIGMA,
+        "notes": [
+            "rel_l2 and top5 are means over seeds 0-9 (peers: 0-2); "
+            "top5 = |top5(est) ∩ top5(ref)| / 5",
+            "seed_to_seed_spearman: mean over pairs of those seeds; noise_to_noise: the two "
+            "noisy copies, seed 0",
+            "glimpse_kernel_shap: stratified by size, without replacement (the default); "
+            "_iid: sizes drawn at random with replacement (shap's way, the previous default); "
+            "_leverage: stratified with every size equally often; random_paired_only: no "
+            "enumeration (the auto design not kept)",
+            "LIME methods estimate LIME's regression, not Shapley values: *_vs_own_estimand",
+            "shap KernelExplainer with l1_reg=False (its default num_features(10) would zero "
+            "weights of 12 superpixels); its background is the all-hidden coalition",
+        ],
+        "photos": photos,
+        "targets": targets(photos),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    out = REPO / "bench" / "results" / "quality.json"
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result["targets"], indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""The web page at `/`, driven in headless Chromium (Debian's, via Playwright) against the
+real service: upload chelsea, watch the progress bar finish, find the overlay rendered."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, sync_playwright
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture()
+def page(api, worker, tmp_path: Path):
+    assert CHROMIUM.is_file(), "Debian's chromium is missing: scripts/bootstrap.sh installs it"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        context = browser.new_context(viewport={"width": 1200, "height": 900})
+        page = context.new_page()
+        page.goto(api.url + "/")
+        yield page
+        context.close()
+        browser.close()
+
+
+def explain_chelsea(page: Page, png: Path) -> None:
+    page.wait_for_function("document.querySelectorAll('#model option').length > 0")
+    page.set_input_files("#image-input", str(png))
+    page.select_option("#method", "lime")
+    page.fill("#samples", "60")
+    page.click("#submit")
+    page.wait_for_selector("#results", state="visible", timeout=90_000)
+
+
+def test_upload_progress_and_overlay(page: Page, chelsea_png: bytes, tmp_path: Path) -> None:
+    png = tmp_path / "chelsea.png"
+    png.write_bytes(chelsea_png)
+    explain_chelsea(page, png)
+    progress = page.eval_on_selector("#progress", "p => [p.value, p.max]")
+    assert progress[0] == progress[1] == 60
+    assert "Egyptian cat" in page.inner_text("#predictions")
+    page.wait_for_function(
+        "() => { const o = document.querySelector('img.overlay');"
+        " return o && o.complete && o.naturalWidth === 451 && o.naturalHeight === 300; }"
+    )
+    # the style switch and the opacity slider act on the overlay
+    page.check("input[name=style][value=boundaries]")
+    assert "style=boundaries" in page.get_attribute("img.overlay", "src")
+    page.fill("#opacity", "0.3")
+    page.dispatch_event("#opacity", "input")
+    assert page.eval_on_selector("img.overlay", "o => o.style.opacity") == "0.3"
+    assert page.get_attribute("#download-npy", "href").endswith("/attribution.npy")
+    shot = tmp_path / "page.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+
+
+def test_the_page_fits_a_phone(page: Page) -> None:
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.reload()
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390
+    for control in ("#model", "#method", "#top-k", "#samples", "#opacity", "#drop-zone"):
+        label = page.get_attribute(control, "aria-label")
+        assert label, f"{control} has no accessible label"

@@ -1,0 +1,86 @@
+"""`glimpse explain --method partition_shap|gradcam|occlusion`: the same files plus figure.png
+(and hierarchy.npy for partition_shap)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skimage.data
+from PIL import Image
+
+from glimpse.cli import main
+from glimpse.images import encode_png
+from glimpse.settings import get_settings
+
+
+@pytest.fixture
+def settings_env(models_dir: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("GLIMPSE_MODELS_DIR", str(models_dir))
+    monkeypatch.setenv("GLIMPSE_DEFAULT_MODEL", "efficientnet-lite0")
+    get_settings.cache_clear()
+    yield models_dir
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def chelsea_png(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("img") / "chelsea.png"
+    path.write_bytes(encode_png(skimage.data.chelsea()))
+    return path
+
+
+GRID = '{"algorithm": "grid", "cell_size": 100}'
+
+
+@pytest.mark.parametrize(
+    ("method", "options"),
+    [
+        ("partition_shap", ["--samples", "20", "--segmentation", GRID]),
+        ("gradcam", []),
+        ("occlusion", ["--window", "150", "--stride", "150", "--background", "inpaint_telea"]),
+    ],
+)
+def test_each_method_writes_every_file(
+    settings_env, chelsea_png: Path, tmp_path: Path, method: str, options: list[str]
+) -> None:
+    out = tmp_path / "out"
+    code = main(
+        ["explain", str(chelsea_png), "--method", method, "--out", str(out), "--quiet", *options]
+    )
+    assert code == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["method"] == method
+    k = len(result["explanations"])
+    maps = np.load(out / "attribution.npy")
+    assert maps.shape == (k, 300, 451)
+    assert (out / "segments.png").is_file()
+    for e in result["explanations"]:
+        assert (out / f"overlay-{e['class_index']}.png").is_file()
+    with Image.open(out / "figure.png") as figure:
+        assert figure.size[0] > 451 * (k + 1)
+    assert (out / "hierarchy.npy").is_file() == (method == "partition_shap")
+    if method == "occlusion":  # window = stride = 150 on 451×300: 4 × 2 windows
+        assert result["stats"]["model_evaluations"] == 4 * 2 + 1
+
+
+def test_layer_names_the_feature_map(
+    settings_env, chelsea_png: Path, tmp_path: Path, capsys
+) -> None:
+    code = main(
+        [
+            "explain",
+            str(chelsea_png),
+            "--method",
+            "gradcam",
+            "--layer",
+            "nope",
+            "--quiet",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert code != 0
+    assert "nope" in capsys.readouterr().err

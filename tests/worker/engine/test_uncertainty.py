@@ -1,0 +1,97 @@
+"""Standard errors of the weights: calibrated against seed-to-seed spread, shrinking with the
+budget, zero under full enumeration; top-k separation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from onnx_models import interaction_model, load, tiny_card
+
+from glimpse.params import parse_params
+from worker.engine.explain import explain
+from worker.engine.kernel_shap import KernelShap
+from worker.engine.lime import Lime
+from worker.engine.uncertainty import top_sets
+
+M = 10
+A = np.linspace(1.0, 0.1, M)
+
+
+def nonadditive(z: np.ndarray) -> np.ndarray:
+    """(n, M) bool -> (n, 1): additive part plus interactions, so the fit has misfit."""
+    x = z.astype(np.float64)
+    y = x @ A + 1.5 * x[:, 0] * x[:, 1] - 2.0 * x[:, 2] * x[:, 3] * x[:, 4] + 0.8 * x[:, 5:].prod(1)
+    return y[:, None]
+
+
+def fit_once(estimator, budget: int, seed: int):
+    c = estimator.sample(M, budget, np.random.default_rng(seed))
+    f_full = nonadditive(np.ones((1, M), bool))[0]
+    f_empty = nonadditive(np.zeros((1, M), bool))[0]
+    return estimator.fit(c, nonadditive(c.z), f_full, f_empty)
+
+
+@pytest.mark.parametrize("estimator", [Lime(), KernelShap()], ids=["lime", "kernel_shap"])
+def test_standard_errors_match_the_seed_to_seed_spread(estimator) -> None:
+    fits = [fit_once(estimator, 300, seed) for seed in range(80)]
+    spread = np.std([f.weights[0] for f in fits], axis=0, ddof=1)
+    se = np.mean([f.se[0] for f in fits], axis=0)
+    ratio = se.mean() / spread.mean()
+    assert 0.75 < ratio < 1.3, ratio
+
+
+@pytest.mark.parametrize("estimator", [Lime(), KernelShap()], ids=["lime", "kernel_shap"])
+def test_standard_errors_shrink_as_the_budget_grows(estimator) -> None:
+    se = [np.mean([fit_once(estimator, n, s).se for s in range(5)]) for n in (200, 800, 3200)]
+    assert se[0] > 1.6 * se[1] > 1.6**2 * se[2]  # ~ 1/sqrt(n): a factor 2 each
+
+
+def test_full_enumeration_has_no_sampling_error() -> None:
+    fit = fit_once(KernelShap(), 2**M, 0)
+    np.testing.assert_array_equal(fit.se, 0.0)
+    assert fit.separated is not None and bool(fit.separated[0])  # A's gaps are exact
+
+
+def params(method: str, num_samples: int) -> object:
+    return parse_params(
+        {
+            "method": method,
+            "num_samples": num_samples,
+            "segmentation": {"algorithm": "grid", "cell_size": 4},
+            "targets": {"classes": [0]},
+            "output_space": "logit",
+            "quality": False,
+        }
+    )
+
+
+@pytest.mark.parametrize("method", ["lime", "kernel_shap"])
+def test_standard_errors_shrink_on_an_onnx_model(tmp_path: Path, method: str) -> None:
+    masks = [np.zeros((16, 16), bool) for _ in range(3)]
+    masks[0][:8, :8] = True
+    masks[1][8:, 4:12] = True
+    masks[2][2:14, 10:16] = True
+    model = load(interaction_model(tmp_path / "m.onnx", masks), tiny_card(16, 16, 1))
+    img = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    small = explain(img, model, params(method, 250), batch_size=64)
+    large = explain(img, model, params(method, 2000), batch_size=64)
+    assert small.weights_se is not None and large.weights_se is not None
+    assert small.weights_se.shape == small.weights.shape
+    assert large.weights_se.mean() < 0.6 * small.weights_se.mean()
+    assert small.top_separated is not None and small.top_separated.dtype == bool
+
+
+def test_separation_needs_a_gap_larger_than_its_noise() -> None:
+    """Ties at the k-th place (exchangeable superpixels) are never separated."""
+
+    def tied(z: np.ndarray) -> np.ndarray:
+        count = z.sum(axis=1).astype(np.float64)
+        return (count + 0.3 * count**2)[:, None]
+
+    c = KernelShap().sample(M, 400, np.random.default_rng(0))
+    ones, zeros = np.ones((1, M), bool), np.zeros((1, M), bool)
+    fit = KernelShap().fit(c, tied(c.z), tied(ones)[0], tied(zeros)[0])
+    assert fit.separated is not None and not fit.separated[0]
+    assert top_sets(np.array([[5.0, 1, 4, 2, 3, 0.5, 0]])) == [frozenset({0, 1, 2, 3, 4})]

@@ -1,0 +1,140 @@
+"""Spending the budget: a fixed number of evaluations, or "auto" rounds that stop once the
+top-k superpixels are settled.
+
+`auto` samples in rounds of growing cumulative budget (max(4·M, 200) first, then ×GROWTH
+rounded up to even, capped at max_samples). Each round asks the estimator for its design at
+the new budget, keeping what earlier rounds drew (`Estimator.grow`); every distinct
+coalition is evaluated once, so a round costs only its new coalitions. After each round's
+fit it stops, converged, when for every target the top-k set is separated from the rest
+(uncertainty.py) and equal to the previous round's; else at max_samples, not converged.
+All draws come from the one Generator in a fixed order, so the seed fixes the rounds and
+the numbers, whatever the batch size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from math import ceil
+
+import numpy as np
+
+from worker.engine.coalitions import Estimator, Fit
+from worker.engine.uncertainty import top_sets
+
+GROWTH = 1.5
+FIRST_PER_SEGMENT = 4
+FIRST_MIN = 200
+
+Score = Callable[[np.ndarray], np.ndarray]  # z (n, m) bool -> (n, k) target scores
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Spent:
+    fit: Fit
+    evaluations: int  # model evaluations, f(image) included
+    f_empty: np.ndarray | None  # (k,) where the design evaluated it
+    rounds: int | None = None
+    converged: bool | None = None
+
+
+def fixed(
+    estimator: Estimator,
+    n_segments: int,
+    score: Score,
+    f_full: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    budget: int,
+    batch_size: int,
+    progress: Progress | None,
+) -> Spent:
+    """One design of `budget` evaluations (f(image) counted, already known)."""
+    coalitions = estimator.sample(n_segments, budget, rng)
+    z = coalitions.z
+    full_rows = z.all(axis=1)
+    todo = np.flatnonzero(~full_rows)
+    empty = np.zeros((1 if coalitions.needs_empty else 0, n_segments), bool)
+    queue = np.vstack([empty, z[todo]])
+    total = 1 + len(queue)
+
+    done = 1
+    if progress:
+        progress(done, total)
+    evaluated = np.empty((len(queue), len(f_full)), np.float64)
+    for start in range(0, len(queue), batch_size):
+        stop = min(start + batch_size, len(queue))
+        evaluated[start:stop] = score(queue[start:stop])
+        done += stop - start
+        if progress:
+            progress(done, total)
+
+    f_empty = evaluated[0] if coalitions.needs_empty else None
+    y = np.empty((len(z), len(f_full)), np.float64)
+    y[full_rows] = f_full
+    y[todo] = evaluated[len(empty) :]
+    return Spent(estimator.fit(coalitions, y, f_full, f_empty), total, f_empty)
+
+
+def first_budget(n_segments: int, max_samples: int) -> int:
+    return min(max(FIRST_PER_SEGMENT * n_segments, FIRST_MIN), max_samples)
+
+
+def adaptive(
+    estimator: Estimator,
+    n_segments: int,
+    score: Score,
+    f_full: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    max_samples: int,
+    batch_size: int,
+    progress: Progress | None,
+) -> Spent:
+    """Rounds until the top-k is settled or max_samples is spent; progress total is
+    max_samples while it runs, then (used, used)."""
+    m = n_segments
+    known: dict[bytes, np.ndarray] = {np.packbits(np.ones(m, bool)).tobytes(): f_full}
+    done = 1
+    if progress:
+        progress(done, max_samples)
+    budget = first_budget(m, max_samples)
+    coalitions = None
+    previous_top: list[frozenset[int]] | None = None
+    rounds = 0
+    while True:
+        rounds += 1
+        coalitions = estimator.grow(coalitions, m, budget, rng)
+        z = coalitions.z
+        empty = np.zeros((1 if coalitions.needs_empty else 0, m), bool)
+        rows = np.vstack([empty, z])
+        keys = [k.tobytes() for k in np.packbits(rows, axis=1)]
+        new: dict[bytes, int] = {}
+        for i, key in enumerate(keys):
+            if key not in known and key not in new:
+                new[key] = i
+        new_keys = list(new)
+        queue = rows[list(new.values())]
+        for start in range(0, len(queue), batch_size):
+            values = score(queue[start : start + batch_size])
+            for key, value in zip(new_keys[start : start + batch_size], values, strict=True):
+                known[key] = value
+            done += len(values)
+            if progress:
+                progress(done, max_samples)
+        y = np.array([known[key] for key in keys[len(empty) :]]).reshape(len(z), len(f_full))
+        f_empty = known[keys[0]] if coalitions.needs_empty else None
+        fit = estimator.fit(coalitions, y, f_full, f_empty)
+        top = top_sets(fit.weights)
+        settled = m < 2 or (
+            fit.separated is not None and bool(fit.separated.all()) and top == previous_top
+        )
+        if settled or budget >= max_samples:
+            break
+        previous_top = top
+        # even budgets: Kernel SHAP's designs are then whole pairs, all kept by the next round
+        budget = min(2 * ceil(budget * GROWTH / 2), max_samples)
+    if progress:
+        progress(done, done)
+    return Spent(fit, done, f_empty, rounds=rounds, converged=settled)
