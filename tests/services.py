@@ -22,6 +22,8 @@ from PIL import Image
 from redis import Redis
 from redis.exceptions import RedisError
 
+from glimpse.commands.up import redis_argv
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = "efficientnet-lite0"
 BROKEN_MODEL = "broken"
@@ -64,21 +66,7 @@ class RedisServer:
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="glimpse-test-redis-")
         self.proc = subprocess.Popen(
-            [
-                REDIS_SERVER,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                self.dir,
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--loglevel",
-                "warning",
-            ],
+            redis_argv(REDIS_SERVER, self.port, self.dir),
             stdout=subprocess.DEVNULL,
         )
         self.url = f"redis://127.0.0.1:{self.port}/0"

@@ -46,6 +46,15 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def redis_argv(binary: str, port: int, directory: str) -> list[str]:
+    """A private, throw-away Redis: loopback only, nothing persisted."""
+    return [
+        binary,
+        *("--port", str(port), "--bind", "127.0.0.1", "--dir", directory),
+        *("--save", "", "--appendonly", "no", "--loglevel", "warning"),
+    ]
+
+
 class Supervisor:
     def __init__(self, host: str, port: int, workers: int) -> None:
         if workers < 1:
@@ -68,23 +77,7 @@ class Supervisor:
             raise GlimpseError("REDIS_URL is unset and no redis-server is on PATH")
         self.tmpdir = tempfile.mkdtemp(prefix="glimpse-redis-")
         port = free_port()
-        self.redis = self._spawn(
-            [
-                binary,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                self.tmpdir,
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--loglevel",
-                "warning",
-            ]
-        )
+        self.redis = self._spawn(redis_argv(binary, port, self.tmpdir))
         url = f"redis://127.0.0.1:{port}/0"
         _wait_for_redis(url, self.redis)
         self.env["REDIS_URL"] = url
