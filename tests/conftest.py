@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from skimage import data as skdata
 
 from glimpse.cards import PRESETS, ModelCard, ModelRegistry
+from glimpse.images import encode_png
+from glimpse.settings import get_settings
 
 # Fixtures of the end-to-end API/worker tests (real redis-server, uvicorn, RQ worker).
 pytest_plugins = ["api_fixtures"]
@@ -49,3 +53,21 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("models")
     register_efficientnet(root)
     return root
+
+
+@pytest.fixture
+def settings_env(models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Settings from the environment, as the installed `glimpse` command reads them."""
+    monkeypatch.setenv("GLIMPSE_MODELS_DIR", str(models_dir))
+    monkeypatch.setenv("GLIMPSE_DEFAULT_MODEL", "efficientnet-lite0")
+    get_settings.cache_clear()
+    yield models_dir
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def chelsea_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """skimage's chelsea as a PNG file on disk."""
+    path = tmp_path_factory.mktemp("img") / "chelsea.png"
+    path.write_bytes(encode_png(skdata.chelsea()))
+    return path

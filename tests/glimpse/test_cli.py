@@ -17,26 +17,8 @@ from onnx_models import region_model
 from glimpse.cli import main
 from glimpse.images import decode_segments_png, encode_png
 from glimpse.result import ExplanationResult
-from glimpse.settings import get_settings
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def settings_env(models_dir: Path, monkeypatch: pytest.MonkeyPatch):
-    """Settings from the environment, as the installed command reads them."""
-    monkeypatch.setenv("GLIMPSE_MODELS_DIR", str(models_dir))
-    monkeypatch.setenv("GLIMPSE_DEFAULT_MODEL", "efficientnet-lite0")
-    get_settings.cache_clear()
-    yield models_dir
-    get_settings.cache_clear()
-
-
-@pytest.fixture(scope="module")
-def chelsea_png(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("img") / "chelsea.png"
-    path.write_bytes(encode_png(skimage.data.chelsea()))
-    return path
 
 
 def check_outputs(out: Path, method: str, classes: int) -> ExplanationResult:
@@ -60,10 +42,10 @@ def check_outputs(out: Path, method: str, classes: int) -> ExplanationResult:
 
 
 def test_explain_lime_in_process_writes_every_file(
-    settings_env, chelsea_png: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    settings_env, chelsea_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "lime"
-    code = main(["explain", str(chelsea_png), "--samples", "100", "--out", str(out)])
+    code = main(["explain", str(chelsea_file), "--samples", "100", "--out", str(out)])
     assert code == 0
     result = check_outputs(out, "lime", 1)
     assert result.model.name == "efficientnet-lite0" and result.model.runtime == "onnxruntime"
@@ -74,12 +56,12 @@ def test_explain_lime_in_process_writes_every_file(
     assert "eval" in captured.err  # the progress bar
 
 
-def test_explain_kernel_shap_top_k(settings_env, chelsea_png: Path, tmp_path: Path) -> None:
+def test_explain_kernel_shap_top_k(settings_env, chelsea_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "shap"
     code = main(
         [
             "explain",
-            str(chelsea_png),
+            str(chelsea_file),
             "--method",
             "kernel_shap",
             "--samples",
@@ -101,7 +83,7 @@ def test_explain_kernel_shap_top_k(settings_env, chelsea_png: Path, tmp_path: Pa
         assert sum(e.weights) + e.base_value == pytest.approx(e.probability, abs=1e-6)
 
 
-def test_explain_as_a_subprocess(models_dir: Path, chelsea_png: Path, tmp_path: Path) -> None:
+def test_explain_as_a_subprocess(models_dir: Path, chelsea_file: Path, tmp_path: Path) -> None:
     env = {
         **os.environ,
         "GLIMPSE_MODELS_DIR": str(models_dir),
@@ -114,7 +96,7 @@ def test_explain_as_a_subprocess(models_dir: Path, chelsea_png: Path, tmp_path: 
             "-m",
             "glimpse.cli",
             "explain",
-            str(chelsea_png),
+            str(chelsea_file),
             "--method",
             "kernel_shap",
             "--samples",

@@ -8,29 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import skimage.data
 from PIL import Image
 
 from glimpse.cli import main
-from glimpse.images import encode_png
-from glimpse.settings import get_settings
-
-
-@pytest.fixture
-def settings_env(models_dir: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("GLIMPSE_MODELS_DIR", str(models_dir))
-    monkeypatch.setenv("GLIMPSE_DEFAULT_MODEL", "efficientnet-lite0")
-    get_settings.cache_clear()
-    yield models_dir
-    get_settings.cache_clear()
-
-
-@pytest.fixture(scope="module")
-def chelsea_png(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("img") / "chelsea.png"
-    path.write_bytes(encode_png(skimage.data.chelsea()))
-    return path
-
 
 GRID = '{"algorithm": "grid", "cell_size": 100}'
 
@@ -44,11 +24,11 @@ GRID = '{"algorithm": "grid", "cell_size": 100}'
     ],
 )
 def test_each_method_writes_every_file(
-    settings_env, chelsea_png: Path, tmp_path: Path, method: str, options: list[str]
+    settings_env, chelsea_file: Path, tmp_path: Path, method: str, options: list[str]
 ) -> None:
     out = tmp_path / "out"
     code = main(
-        ["explain", str(chelsea_png), "--method", method, "--out", str(out), "--quiet", *options]
+        ["explain", str(chelsea_file), "--method", method, "--out", str(out), "--quiet", *options]
     )
     assert code == 0
     result = json.loads((out / "result.json").read_text())
@@ -67,12 +47,12 @@ def test_each_method_writes_every_file(
 
 
 def test_layer_names_the_feature_map(
-    settings_env, chelsea_png: Path, tmp_path: Path, capsys
+    settings_env, chelsea_file: Path, tmp_path: Path, capsys
 ) -> None:
     code = main(
         [
             "explain",
-            str(chelsea_png),
+            str(chelsea_file),
             "--method",
             "gradcam",
             "--layer",
