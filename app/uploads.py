@@ -12,16 +12,11 @@ from typing import Any
 from fastapi import Request
 from starlette.datastructures import UploadFile
 
-from glimpse.errors import BadRequest, GlimpseError, PayloadTooLarge
+from glimpse.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 
 #: Room for multipart headers, boundaries and the `params` part on top of the image.
 ENVELOPE_BYTES = 256 * 1024
 JSON_FIELDS = frozenset({"image_b64", "params"})
-
-
-class UnsupportedMediaType(GlimpseError):
-    status = 415
-    title = "Unsupported media type"
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,10 @@
     ├── NotFound (404)              unknown job or artifact
     ├── PayloadTooLarge (413)       too many bytes or pixels
     ├── UnsupportedImage (415)      not a decodable image of an accepted format
+    ├── UnsupportedMediaType (415)  a body that is neither multipart nor JSON
     ├── InvalidParams (422)         params that fail validation; carries `errors`
     ├── ServiceUnavailable (503)    Redis unreachable, queue full; carries `retry_after`
+    ├── DownloadFailed (502)        a model could not be fetched (offline, bad checksum)
     ├── GatewayTimeout (504)        a synchronous call outlived its time limit
     └── ModelError (500)            a model folder or card that cannot be used
 
@@ -48,6 +50,11 @@ class UnsupportedImage(GlimpseError):
     title = "Unsupported image"
 
 
+class UnsupportedMediaType(GlimpseError):
+    status = 415
+    title = "Unsupported media type"
+
+
 class InvalidParams(GlimpseError):
     status = 422
     title = "Invalid parameters"
@@ -60,6 +67,11 @@ class ServiceUnavailable(GlimpseError):
     def __init__(self, detail: str, *, retry_after: int = 5) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
+
+
+class DownloadFailed(GlimpseError):
+    status = 502
+    title = "Download failed"
 
 
 class GatewayTimeout(GlimpseError):

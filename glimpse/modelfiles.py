@@ -22,7 +22,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from glimpse.cards import PRESETS, ModelCard
-from glimpse.errors import GlimpseError, InvalidParams, ModelError
+from glimpse.errors import DownloadFailed, InvalidParams, ModelError
 
 RESNET50_URL = (
     "https://github.com/onnx/models/raw/main/validated/vision/classification/resnet/model/"
@@ -32,11 +32,6 @@ RESNET50_URL = (
 RESNET50_SHA256 = "79102261eb6e5fd7af5d27f41316293e388c5cb691e5d25bfb035c4f64fefe31"
 RESNET50_INPUT = "data"
 RESNET50_OUTPUT = "resnetv24_dense0_fwd"
-
-
-class DownloadFailed(GlimpseError):
-    status = 502
-    title = "Download failed"
 
 
 @dataclass(frozen=True)
