@@ -22,7 +22,7 @@ from PIL import Image
 from redis import Redis
 from redis.exceptions import RedisError
 
-from glimpse.commands.up import redis_argv
+from glimpse.commands.up import api_argv, redis_argv
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = "efficientnet-lite0"
@@ -96,19 +96,7 @@ class Api:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = _log_file("glimpse-api-")
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "app.main:create_app",
-                "--factory",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--log-level",
-                "warning",
-            ],
+            api_argv("127.0.0.1", self.port, "--log-level", "warning"),
             env=base_env(**env),
             cwd=REPO,
             stdout=self.log,

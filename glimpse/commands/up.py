@@ -55,6 +55,13 @@ def redis_argv(binary: str, port: int, directory: str) -> list[str]:
     ]
 
 
+def api_argv(host: str, port: int, *extra: str) -> list[str]:
+    """The API: uvicorn serving `create_app`, settings from the environment."""
+    return [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory"] + [
+        *("--host", host, "--port", str(port), *extra)
+    ]
+
+
 class Supervisor:
     def __init__(self, host: str, port: int, workers: int) -> None:
         if workers < 1:
@@ -88,19 +95,7 @@ class Supervisor:
             self.start_redis()
         for _ in range(self.workers):
             self.worker_procs.append(self._spawn([sys.executable, "-m", "worker.worker"]))
-        self.api = self._spawn(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "app.main:create_app",
-                "--factory",
-                "--host",
-                self.host,
-                "--port",
-                str(self.port),
-            ]
-        )
+        self.api = self._spawn(api_argv(self.host, self.port))
         url = f"http://{self.host}:{self.port}"
         print(f"glimpse: API at {url}  docs at {url}/docs  ({self.workers} worker(s))", flush=True)
 
