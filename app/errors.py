@@ -19,7 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from glimpse.errors import GlimpseError, ServiceUnavailable
+from glimpse.errors import GlimpseError, ServiceUnavailable, TooManyRequests, Unauthorized
 
 log = logging.getLogger("glimpse.api")
 
@@ -56,8 +56,11 @@ def problem(
 async def glimpse_error(request: Request, exc: Exception) -> ProblemResponse:
     assert isinstance(exc, GlimpseError)
     headers = None
-    if isinstance(exc, ServiceUnavailable):
+    if isinstance(exc, ServiceUnavailable | TooManyRequests):
         headers = {"Retry-After": str(exc.retry_after)}
+    if isinstance(exc, Unauthorized):
+        challenge = 'Bearer realm="glimpse"' + (', error="invalid_token"' if exc.invalid else "")
+        headers = {"WWW-Authenticate": challenge}
     if exc.status >= 500:
         log.error("%s %s: %s: %s", request.method, request.url.path, exc.title, exc.detail)
     return problem(exc.status, exc.title, exc.detail, errors=exc.errors, headers=headers)

@@ -1,7 +1,8 @@
 """What the explanation routes do: submit, read, delete, and the artifacts of a finished job.
 
 Validation happens here, before anything is queued: params, the model (from its card; the API
-never loads a model runtime), class indices, and the image (decoded once, then dropped).
+never loads a model runtime), class indices, the image (decoded once, then dropped), and
+what the job may cost (glimpse/limits.py).
 """
 
 from __future__ import annotations
@@ -12,17 +13,18 @@ import logging
 from typing import Any
 
 import numpy as np
-from rq import Queue
+from rq import Queue, Retry
 from rq.callbacks import Callback
 from rq.exceptions import NoSuchJobError
 from rq.job import Job as RQJob
 
 from app.schemas import Job
 from app.uploads import Submission
-from glimpse.cards import ModelRegistry
+from glimpse.cards import ModelRegistry, is_valid_name
 from glimpse.errors import GlimpseError, InvalidParams, NotFound, ServiceUnavailable
 from glimpse.hierarchy import level_maps
 from glimpse.images import decode_image, decode_maps, decode_segments_png, encode_png
+from glimpse.limits import check_budget, check_request
 from glimpse.modelfiles import layer_names
 from glimpse.params import Classes, ExplainParams, parse_params
 from glimpse.render import (
@@ -51,7 +53,14 @@ class NotFinished(GlimpseError):
 def normalize(raw: Any, settings: Settings, registry: ModelRegistry) -> ExplainParams:
     """Validated params with the server's defaults (model, batch size) filled in."""
     params = parse_params(raw)
+    check_budget(params, settings.max_num_samples)
     name = params.model or settings.default_model
+    if not is_valid_name(name):  # never a path: `../x`, `/etc`, `a/b`, NUL, a newline
+        raise InvalidParams(
+            f"params.model: {name!r} is not a valid model name (letters, digits, '.', '_' and "
+            "'-', starting with a letter or digit, no '..')",
+            errors=[{"loc": ["params", "model"], "msg": "not a valid model name"}],
+        )
     try:
         model = registry.get(name)
     except NotFound:
@@ -88,6 +97,12 @@ def ensure_room(queue: Queue, settings: Settings) -> None:
         )
 
 
+def owned_cache_key(cache_key: str, owner: str) -> str:
+    """The cache is per API key: key B must never be answered with key A's job (its id would
+    let B read A's result). Without keys it is shared, as before keys existed."""
+    return f"{owner}:{cache_key}" if owner else cache_key
+
+
 def submit(
     submission: Submission,
     *,
@@ -95,13 +110,17 @@ def submit(
     store: JobStore,
     queue: Queue,
     registry: ModelRegistry,
+    owner: str = "",
 ) -> tuple[JobRecord, bool]:
-    """(the job, whether it is new). An identical earlier job is reused unless cache=false."""
+    """(the job, whether it is new). An identical earlier job of the same owner (API key id,
+    '' without keys) is reused unless cache=false."""
     params = normalize(submission.params, settings, registry)
     image = decode_image(submission.image, max_pixels=settings.max_image_pixels)
-    cache_key = params.cache_key(image.sha256)
+    card = registry.get(params.model or settings.default_model).card
+    check_request(params, card, image.height, image.width, settings)
+    cache_key = owned_cache_key(params.cache_key(image.sha256), owner)
     if params.cache:
-        existing = store.cached(cache_key)
+        existing = store.cached(cache_key, owner=owner)
         if existing is not None:
             return existing, False
     ensure_room(queue, settings)
@@ -111,6 +130,7 @@ def submit(
         params=params.model_dump(mode="json"),
         cache_key=cache_key,
         total=params.budget,
+        owner=owner,
     )
     try:
         queue.enqueue_call(
@@ -122,6 +142,8 @@ def submit(
             result_ttl=600,
             failure_ttl=settings.result_ttl_s,
             on_failure=Callback(FAILURE_CALLBACK),
+            # Only a dead worker's job is retried: the job function records its own failures.
+            retry=Retry(max=settings.job_retries) if settings.job_retries else None,
             description=f"explain {params.method} {params.model} {image.sha256[:12]}",
         )
     except Exception:

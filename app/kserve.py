@@ -23,7 +23,15 @@ from rq import Queue
 from app import explanations as service
 from app.uploads import Submission
 from glimpse.cards import ModelRegistry
-from glimpse.errors import BadRequest, GatewayTimeout, GlimpseError, InvalidParams, NotFound
+from glimpse.errors import (
+    BadRequest,
+    GatewayTimeout,
+    GlimpseError,
+    InvalidParams,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedImage,
+)
 from glimpse.images import decode_image, encode_png
 from glimpse.settings import Settings
 from glimpse.store import JobStore, new_job_id
@@ -97,6 +105,17 @@ def _pixels(item: list[Any], loc: list[str]) -> bytes:
     return encode_png(np.round(pixels).astype(np.uint8))
 
 
+#: Failures a worker reports that are about what the client sent: they keep their 4xx.
+CLIENT_ERRORS = {e.title: e for e in (BadRequest, PayloadTooLarge, UnsupportedImage, InvalidParams)}
+
+
+def reported_error(title: str, detail: str) -> GlimpseError:
+    """The error a worker recorded as (title, detail): a 4xx where the client's input caused
+    it (params over a limit found only once the superpixels are counted), else a 500."""
+    kind = CLIENT_ERRORS.get(title)
+    return kind(detail) if kind is not None else GlimpseError(f"{title}: {detail}")
+
+
 def model_name(name: str, registry: ModelRegistry) -> str:
     try:
         registry.get(name)
@@ -136,7 +155,7 @@ def predict(
             raise GatewayTimeout(f"no prediction within {settings.sync_timeout_s:g} s")
         answer = json.loads(popped[1])
         if "error" in answer:
-            raise GlimpseError(f"{answer['error']['title']}: {answer['error']['detail']}")
+            raise reported_error(answer["error"]["title"], answer["error"]["detail"])
         answers.append(answer["predictions"])
     return answers
 
@@ -150,9 +169,10 @@ def explain(
     store: JobStore,
     queue: Queue,
     registry: ModelRegistry,
+    owner: str = "",
 ) -> dict[str, list[Any]]:
     """Submit one explanation job per image (cache and limits as POST /v1/explanations) and
-    wait for them all within settings.sync_timeout_s."""
+    wait for them all within settings.sync_timeout_s. `owner`: the caller's API key id."""
     if parameters is not None and not isinstance(parameters, dict):
         raise InvalidParams(
             '"parameters" must be an object of explainer params',
@@ -166,6 +186,7 @@ def explain(
             store=store,
             queue=queue,
             registry=registry,
+            owner=owner,
         )[0]
         for data in images
     ]
@@ -179,9 +200,9 @@ def explain(
                 break
             if current.status in ("failed", "canceled"):
                 error = current.error or {}
-                raise GlimpseError(
-                    f"explanation {current.id} {current.status}: "
-                    f"{error.get('title')}: {error.get('detail')}"
+                raise reported_error(
+                    str(error.get("title")),
+                    f"explanation {current.id} {current.status}: {error.get('detail')}",
                 )
             if time.monotonic() > deadline:
                 raise GatewayTimeout(

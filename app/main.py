@@ -13,7 +13,9 @@ from rq.serializers import JSONSerializer
 
 from app import errors, openapi_docs
 from app.api.routes import explanations, health, kserve, metrics, models, web
+from app.auth import KeyRing
 from app.metrics import Metrics, MetricsMiddleware
+from app.ratelimit import RateLimiter
 from glimpse.cards import ModelRegistry
 from glimpse.settings import Settings, get_settings
 from glimpse.store import JobStore
@@ -26,6 +28,10 @@ LIME and Kernel SHAP explanations of ONNX image classifiers.
 Submit an image with `POST /v1/explanations`, poll `GET /v1/explanations/{id}` until its
 `status` is `finished`, then read the `result` and the artifacts (`segments.png`,
 `attribution.npy`, `overlay.png`). Every error is `application/problem+json`.
+
+Where the server has API keys configured, every `/v1` request carries one, as
+`Authorization: Bearer KEY` or `X-API-Key: KEY`, and sees only its own jobs; submissions are
+limited per key and minute (429 with `Retry-After`).
 """
 
 TAGS = [
@@ -59,6 +65,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.registry = ModelRegistry(settings.models_dir)
     app.state.metrics = Metrics()
     app.state.metrics.watch(store, queue)
+    app.state.keys = KeyRing(settings.api_key_hashes)
+    app.state.rate_limiter = RateLimiter(redis, settings)
 
     errors.install(app)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)

@@ -96,16 +96,36 @@ SUBMIT_REQUEST_BODY: dict[str, Any] = {
 
 _DESCRIPTIONS = {
     400: "Malformed body: broken JSON, bad base64, no image part",
+    401: "API keys are configured and the request carries none, or an unknown one",
     404: "No such job",
     409: "The job is not finished yet: its artifacts do not exist",
     413: "Too many bytes or pixels",
     415: "Not a decodable image, or a body that is neither multipart nor JSON",
     422: "Invalid params or query, with errors[].loc",
+    429: "Over the submissions per minute allowed to this API key (or address); see Retry-After",
     503: "Redis unreachable or queue full; see Retry-After",
     504: "A synchronous call (KServe :predict / :explain) outlived its time limit",
 }
 
-SUBMIT_ERRORS = (400, 413, 415, 422, 503)
+_HEADERS: dict[int, dict[str, Any]] = {
+    401: {
+        "WWW-Authenticate": {
+            "description": 'Bearer realm="glimpse" (error="invalid_token" for an unknown key)',
+            "schema": {"type": "string"},
+        }
+    },
+    429: {
+        "Retry-After": {
+            "description": "seconds until a submission is admitted again (1..60)",
+            "schema": {"type": "integer"},
+        }
+    },
+    503: {
+        "Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}},
+    },
+}
+
+SUBMIT_ERRORS = (400, 413, 415, 422, 429, 503)
 GET_ERRORS = (404, 503)
 ARTIFACT_ERRORS = (404, 409, 422, 503)
 
@@ -115,6 +135,7 @@ def problem_responses(statuses: tuple[int, ...]) -> dict[int | str, dict[str, An
         s: {
             "description": _DESCRIPTIONS[s],
             "content": {"application/problem+json": {"schema": PROBLEM_REF}},
+            **({"headers": _HEADERS[s]} if s in _HEADERS else {}),
         }
         for s in statuses
     }

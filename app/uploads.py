@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,14 +107,14 @@ async def _from_multipart(request: Request) -> Submission:
         if isinstance(raw, UploadFile):
             raw = (await raw.read()).decode("utf-8", errors="replace")
         if raw is not None and raw.strip():
-            params = _loads(raw, loc=["body", "params"], what="the `params` part")
+            params = loads_json(raw, loc=["body", "params"], what="the `params` part")
         return Submission(image=data, params=params)
     finally:
         await form.close()
 
 
 def _from_json(body: bytes) -> Submission:
-    doc = _loads(body, loc=["body"], what="the body")
+    doc = loads_json(body, loc=["body"], what="the body")
     if not isinstance(doc, dict):
         raise BadRequest(
             'the JSON body must be an object {"image_b64", "params"}',
@@ -143,10 +144,32 @@ def _from_json(body: bytes) -> Submission:
     return Submission(image=data, params=doc.get("params"))
 
 
-def _loads(text: str | bytes, *, loc: list[str], what: str) -> Any:
+def loads_json(text: str | bytes, *, loc: list[str], what: str) -> Any:
+    """Strict JSON of a client: 400 for anything json.loads refuses or chokes on.
+
+    Beyond broken syntax and bytes that are not UTF-8: nesting deeper than the interpreter's
+    recursion limit (RecursionError), integers of more than 4300 digits (ValueError), and the
+    NaN/Infinity literals and overflowing numbers (1e400) that Python accepts but JSON does not.
+    """
     try:
-        return json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise BadRequest(
+            f"{what} is nested too deeply to be read",
+            errors=[{"loc": loc, "msg": "JSON nested too deeply"}],
+        ) from None
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise BadRequest(
             f"{what} is not valid JSON: {exc}", errors=[{"loc": loc, "msg": "invalid JSON"}]
         ) from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:20]} is out of range")
+    return value

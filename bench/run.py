@@ -185,13 +185,17 @@ def free_port() -> int:
 class Service:
     """`glimpse up` on a free port with a scratch models folder; stopped on exit."""
 
-    def __init__(self, models_dir: Path, model: str, batch_size: int, workers: int = 1) -> None:
+    def __init__(
+        self, models_dir: Path, model: str, batch_size: int, workers: int = 1, **settings: str
+    ) -> None:
+        """`settings`: more GLIMPSE_* environment for the service."""
         self.port = free_port()
         env = {
             **os.environ,
             "GLIMPSE_MODELS_DIR": str(models_dir),
             "GLIMPSE_DEFAULT_MODEL": model,
             "GLIMPSE_BATCH_SIZE": str(batch_size),
+            **settings,
         }
         env.pop("REDIS_URL", None)
         env.pop("GLIMPSE_REDIS_URL", None)

@@ -7,17 +7,26 @@ The API lists and validates against cards; only the worker opens `model.onnx`.
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from glimpse.errors import ModelError, NotFound
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+#: A model name is one folder name: no separators, no "..", nothing a path could read as
+#: absolute or as a parent. `fullmatch` (not `$`, which allows a trailing newline).
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def is_valid_name(name: object) -> bool:
+    """A model name, or a file name inside a model's folder (the labels file)."""
+    return isinstance(name, str) and bool(NAME_PATTERN.fullmatch(name)) and ".." not in name
+
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -44,6 +53,24 @@ class ModelCard(BaseModel):
     num_classes: int = Field(gt=0)
     labels_file: str | None = "labels.txt"
     description: str = ""
+
+    @field_validator("labels_file")
+    @classmethod
+    def _labels_in_the_folder(cls, value: str | None) -> str | None:
+        """The labels file is a file of the model's folder, never a path out of it."""
+        if value is not None and not is_valid_name(value):
+            raise ValueError(f"labels_file {value!r} must be a file name in the model folder")
+        return value
+
+    def resized_size(self, height: int, width: int) -> tuple[int, int]:
+        """(width, height) that an image of height × width is resized to before the center
+        crop to input_size: input_size itself (squash), or the shorter side scaled to
+        resize_shorter_to, so an extreme aspect ratio makes a very long other side."""
+        in_h, in_w = self.input_size
+        if self.resize == "squash":
+            return in_w, in_h
+        factor = (self.resize_shorter_to or max(in_h, in_w)) / min(height, width)
+        return max(in_w, round(width * factor)), max(in_h, round(height * factor))
 
 
 PRESETS: dict[str, dict[str, object]] = {
@@ -100,8 +127,11 @@ class RegisteredModel:
 
 def check_name(name: str) -> str:
     """Model names are folder names: no separators, no '..', nothing that leaves the folder."""
-    if not NAME_PATTERN.match(name) or name in {".", ".."}:
-        raise NotFound(f"model name {name!r} is not a valid model name")
+    if not is_valid_name(name):
+        raise NotFound(
+            f"model name {name!r} is not a valid model name (letters, digits, '.', '_' and '-', "
+            "at most 100, starting with a letter or digit, no '..')"
+        )
     return name
 
 
@@ -111,8 +141,17 @@ class ModelRegistry:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
 
-    def get(self, name: str) -> RegisteredModel:
+    def folder(self, name: str) -> Path:
+        """The folder of model `name`: a direct child of the models folder, whatever `name`
+        is (NotFound otherwise). Links inside the models folder are the operator's and are
+        followed: a model folder or its model.onnx may link to a shared copy."""
         folder = self.root / check_name(name)
+        if os.path.normpath(folder.parent) != os.path.normpath(self.root):
+            raise NotFound(f"model name {name!r} is not a valid model name")
+        return folder
+
+    def get(self, name: str) -> RegisteredModel:
+        folder = self.folder(name)
         card_path = folder / "model.json"
         if not card_path.is_file():
             raise NotFound(f"no model named {name!r} in {self.root}")
@@ -128,14 +167,14 @@ class ModelRegistry:
         return sorted(
             p.name
             for p in self.root.iterdir()
-            if (p / "model.json").is_file() and NAME_PATTERN.match(p.name)
+            if (p / "model.json").is_file() and is_valid_name(p.name)
         )
 
     def all(self) -> list[RegisteredModel]:
         return [self.get(name) for name in self.names()]
 
     def write(self, name: str, card: ModelCard) -> Path:
-        folder = self.root / check_name(name)
+        folder = self.folder(name)
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / "model.json"
         path.write_text(card.model_dump_json(indent=2) + "\n", encoding="utf-8")

@@ -1,4 +1,4 @@
-"""`glimpse` command line (CONTRACT §2): explain, up, models add/list/fetch.
+"""`glimpse` command line (CONTRACT §2): explain, up, models add/list/fetch, keys new/hash.
 
 Each subcommand lives in glimpse/commands/; errors end as one line on stderr and exit 2.
 """
@@ -13,13 +13,14 @@ from glimpse.errors import GlimpseError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from glimpse.commands import explain, models, up
+    from glimpse.commands import explain, keys, models, up
 
     parser = argparse.ArgumentParser(prog="glimpse", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     explain.register(sub)
     up.register(sub)
     models.register(sub)
+    keys.register(sub)
     return parser
 
 

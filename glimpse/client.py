@@ -11,6 +11,7 @@ Errors answered by the service arrive as typed exceptions mapped from problem+js
 
     GlimpseAPIError                 any problem+json answer (status, title, detail, errors)
     ├── BadRequestError (400)
+    ├── UnauthorizedError (401)      the server wants an API key (api_key=), or another one
     ├── NotFoundError (404)
     ├── ConflictError (409)          artifact of a job that has not finished
     ├── PayloadTooLargeError (413)
@@ -55,6 +56,10 @@ class GlimpseAPIError(Exception):
 
 
 class BadRequestError(GlimpseAPIError):
+    pass
+
+
+class UnauthorizedError(GlimpseAPIError):
     pass
 
 
@@ -109,6 +114,7 @@ class WaitTimeoutError(TimeoutError):
 
 _BY_STATUS: dict[int, type[GlimpseAPIError]] = {
     400: BadRequestError,
+    401: UnauthorizedError,
     404: NotFoundError,
     409: ConflictError,
     413: PayloadTooLargeError,

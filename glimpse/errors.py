@@ -2,11 +2,13 @@
 
     GlimpseError (500)
     ├── BadRequest (400)            malformed body, broken JSON
+    ├── Unauthorized (401)          API keys are on and none, or an unknown one, was sent
     ├── NotFound (404)              unknown job or artifact
     ├── PayloadTooLarge (413)       too many bytes or pixels
     ├── UnsupportedImage (415)      not a decodable image of an accepted format
     ├── UnsupportedMediaType (415)  a body that is neither multipart nor JSON
     ├── InvalidParams (422)         params that fail validation; carries `errors`
+    ├── TooManyRequests (429)       over the per-key rate limit; carries `retry_after`
     ├── ServiceUnavailable (503)    Redis unreachable, queue full; carries `retry_after`
     ├── DownloadFailed (502)        a model could not be fetched (offline, bad checksum)
     ├── GatewayTimeout (504)        a synchronous call outlived its time limit
@@ -35,6 +37,15 @@ class BadRequest(GlimpseError):
     title = "Malformed request"
 
 
+class Unauthorized(GlimpseError):
+    status = 401
+    title = "Unauthorized"
+
+    def __init__(self, detail: str, *, invalid: bool = False) -> None:
+        super().__init__(detail)
+        self.invalid = invalid  # a key was sent but is not accepted (RFC 6750 invalid_token)
+
+
 class NotFound(GlimpseError):
     status = 404
     title = "Not found"
@@ -58,6 +69,15 @@ class UnsupportedMediaType(GlimpseError):
 class InvalidParams(GlimpseError):
     status = 422
     title = "Invalid parameters"
+
+
+class TooManyRequests(GlimpseError):
+    status = 429
+    title = "Too many requests"
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
 
 
 class ServiceUnavailable(GlimpseError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -40,11 +41,14 @@ def decode_image(data: bytes, *, max_pixels: int) -> DecodedImage:
 
     Raises UnsupportedImage (415) for anything that is not a single decodable still image of
     an accepted format, PayloadTooLarge (413) when its header declares more than `max_pixels`.
+    Broken metadata (a corrupt EXIF block) is dropped, not refused: the pixels are what count.
     """
     if not data:
         raise UnsupportedImage("the image is empty (0 bytes)")
     try:
         with warnings.catch_warnings():
+            # Pillow warns (UserWarning) about corrupt EXIF/TIFF tags and skips them.
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
             fmt = img.format or "unknown"
@@ -65,13 +69,35 @@ def decode_image(data: bytes, *, max_pixels: int) -> DecodedImage:
             img.load()
             img = ImageOps.exif_transpose(img) or img
             rgb = _to_rgb(img)
-    except (UnsupportedImage, PayloadTooLarge):
+    except (UnsupportedImage, PayloadTooLarge, MemoryError):
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise PayloadTooLarge(f"image declares too many pixels: {exc}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise UnsupportedImage(f"not a decodable image: {exc}") from None
+        raise PayloadTooLarge(
+            f"the image declares too many pixels ({_declared(exc)}); the limit is {max_pixels}"
+        ) from None
+    except UnidentifiedImageError:
+        raise UnsupportedImage(
+            "not an image of an accepted format: the bytes start with no JPEG, PNG, WebP, BMP "
+            "or TIFF signature, or its header is broken"
+        ) from None
+    except Exception as exc:
+        # Crafted files make Pillow's plugins raise OSError, SyntaxError, ValueError, EOFError,
+        # and also TypeError (a TIFF page without dimensions), KeyError, IndexError,
+        # struct.error…: whatever the decoder raises on a file, the file is not decodable.
+        raise UnsupportedImage(f"not a decodable image: {_reason(exc)}") from None
     return DecodedImage(pixels=rgb, format=fmt, sha256=sha256_hex(data))
+
+
+def _declared(exc: Exception) -> str:
+    """The size in Pillow's message ("Image size (N pixels) exceeds limit …"): "N pixels"."""
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    return f"{found.group(1)} pixels" if found else "over Pillow's limit"
+
+
+def _reason(exc: Exception) -> str:
+    """The decoder's message, without object addresses (`<_io.BytesIO object at 0x…>`)."""
+    text = re.sub(r"\s*<[^>]* at 0x[0-9a-f]+>", "", str(exc)).strip()
+    return text or type(exc).__name__
 
 
 def _to_rgb(img: Image.Image) -> np.ndarray:

@@ -16,7 +16,9 @@ from glimpse.errors import InvalidParams
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No NaN or ±inf anywhere: a client's `1e400` is inf once parsed, and neither survives a
+    # round trip through the job store's JSON nor means anything to the engine.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 # --- segmentation -------------------------------------------------------------------------
@@ -36,7 +38,8 @@ class Slic(_Strict):
 class Felzenszwalb(_Strict):
     algorithm: Literal["felzenszwalb"] = "felzenszwalb"
     scale: float = Field(default=100, gt=0)
-    sigma: float = Field(default=0.5, ge=0)
+    # Gaussian pre-smoothing: its kernel grows with sigma (1e6 runs for hours).
+    sigma: float = Field(default=0.5, ge=0, le=100)
     min_size: int = Field(default=50, ge=1)
 
 

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from glimpse.keys import parse_digests
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="GLIMPSE_", extra="ignore")
+    # hide_input_in_errors: a bad setting's error must not echo secrets (an API key pasted
+    # instead of its digest, a password in REDIS_URL) into logs.
+    model_config = SettingsConfigDict(
+        env_prefix="GLIMPSE_", extra="ignore", hide_input_in_errors=True
+    )
 
     # Where things are.
     redis_url: str | None = Field(
@@ -31,6 +37,26 @@ class Settings(BaseSettings):
     # Limits on what a client may send.
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
     max_image_pixels: int = Field(default=40_000_000, gt=0)
+    max_num_samples: int = Field(
+        default=100_000,
+        ge=10,
+        le=100_000,
+        description="The largest budget a request may ask: num_samples, or max_samples with "
+        '"auto" (the contract allows 10..100000; lower it to bound a job\'s model evaluations).',
+    )
+    max_design_size: int = Field(
+        default=20_000_000,
+        gt=0,
+        description="The largest budget × superpixels of a LIME or Kernel SHAP job: the cells "
+        "of the design its regression holds in memory (about 70 bytes each at the fit's peak, "
+        "so 20M is about 1.4 GB).",
+    )
+    max_composed_pixels: int = Field(
+        default=300_000_000,
+        gt=0,
+        description="The largest budget × image pixels of a job whose samples are composed at "
+        "the original size (inpainting backgrounds: about 1 µs of OpenCV per pixel and sample).",
+    )
     max_queue_length: int = Field(default=200, gt=0, description="Queued jobs before 503.")
     retry_after_s: int = Field(default=5, gt=0)
 
@@ -75,10 +101,48 @@ class Settings(BaseSettings):
         description="Workers lower their CPU priority by this much, so the API answers "
         "promptly on a machine whose cores the model keeps busy.",
     )
+    # Surviving worker death.
+    worker_heartbeat_s: int = Field(
+        default=10,
+        ge=1,
+        le=300,
+        description="How often a worker proves it is alive, also while a job runs. A worker "
+        "silent for 3 heartbeats is dead: /readyz stops counting it and its job is taken up "
+        "again by another worker.",
+    )
+    job_retries: int = Field(
+        default=2,
+        ge=0,
+        le=10,
+        description="Times a job whose worker died is queued again before it ends failed.",
+    )
     fused_perturbation: bool = Field(
         default=True,
         description="Compose perturbed images inside the model graph (only z crosses per batch).",
     )
+
+    # Access: API keys (their sha256 digests only, glimpse/keys.py) and a rate limit.
+    api_key_hashes: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Hex sha256 digests of the accepted API keys (a JSON list, or separated by "
+        "commas); empty: no authentication. `glimpse keys new` makes a key and its digest.",
+    )
+    rate_limit_per_minute: int = Field(
+        default=120,
+        ge=0,
+        description="Submissions (POST /v1/explanations, KServe :predict / :explain) per API "
+        "key, or per client address without keys, in any 60 s; 0: no limit.",
+    )
+
+    @field_validator("api_key_hashes", mode="before")
+    @classmethod
+    def _digests(cls, value: object) -> list[str]:
+        return parse_digests(value)
+
+    @property
+    def worker_dead_after_s(self) -> int:
+        """A worker (or its job's run) silent this long is dead: 3 missed heartbeats."""
+        return 3 * self.worker_heartbeat_s
 
     @property
     def runtime_providers(self) -> list[str]:

@@ -6,15 +6,20 @@ Keys (all under `settings.key_prefix`, written as `P` here; every one expires af
     P:image:{sha256}          the uploaded file's bytes, content-addressed
     P:image:{sha256}:refs     set of job ids using that image (deleted with the last one)
     P:job:{id}                hash: id, status, created_at, started_at, finished_at, params,
-                              done, total, error, result, image_key, cache_key
+                              done, total, error, result, image_key, cache_key, attempt
+                              (token of the run that holds it), restarts (times its
+                              worker died and it was queued again), owner (the key id of
+                              the API key that made it, glimpse/keys.py; '' without keys)
     P:job:{id}:segments       16-bit PNG of the superpixel ids (finished jobs)
     P:job:{id}:attribution    zlib-compressed .npy of float32 [K, H, W] per-pixel maps, for
                               methods whose maps are not painted superpixels (gradcam)
-    P:cache:{cache_key}       id of the job that computed that image + params
+    P:cache:{cache_key}       id of the job that computed that image + params (with API keys
+                              on, the cache key starts with the owner's key id)
     P:stats                   worker counters for /metrics (evaluations, durations, outcomes)
 
-Worker writes go through Lua scripts that check the job hash still exists and is in the
-expected state, so a deleted (canceled) job is never brought back by a late update.
+Worker writes go through Lua scripts that check the job hash still exists, is in the
+expected state and is held by the writer's attempt, so a deleted (canceled) job is never
+brought back by a late update, nor a job taken up again overwritten by its stalled first run.
 """
 
 from __future__ import annotations
@@ -37,8 +42,9 @@ REUSABLE = frozenset({"queued", "running", "finished"})
 #: Upper bounds (seconds) of the job-duration histogram kept in P:stats.
 DURATION_BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 
-# KEYS[1] job hash; ARGV[1] required status ('active' = queued or running), ARGV[2] ttl, then
-# field/value pairs. Returns 1 when written, 0 when the job is gone or in another state.
+# KEYS[1] job hash; ARGV[1] required status ('active' = queued or running), ARGV[2] ttl,
+# ARGV[3] the attempt that must hold the job ('' = any), then field/value pairs. Returns 1 when
+# written, 0 when the job is gone, in another state, or taken up again by another attempt.
 _GUARDED_UPDATE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local status = redis.call('HGET', KEYS[1], 'status')
@@ -46,20 +52,33 @@ if status == 'canceled' then return 0 end
 if ARGV[1] == 'active' then
   if status ~= 'queued' and status ~= 'running' then return 0 end
 elseif status ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+if ARGV[3] ~= '' and redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[3] then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
 return 1
 """
 
+# KEYS[1] job hash; ARGV[1] ttl. A running job whose worker died goes back to queued with its
+# progress cleared (the dead attempt's partial work is never shown); 1 when done.
+_REQUEUE = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'queued', 'started_at', '', 'done', 0, 'attempt', '')
+redis.call('HINCRBY', KEYS[1], 'restarts', 1)
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
+return 1
+"""
+
 # KEYS[1] job hash, KEYS[2] segments key, KEYS[3] attribution key; ARGV[1] ttl, ARGV[2]
-# segments PNG, ARGV[3] compressed attribution maps ('' when the method has none), then
-# fields. The image the job keeps using (for overlays) lives as long as the job.
+# segments PNG, ARGV[3] compressed attribution maps ('' when the method has none), ARGV[4] the
+# attempt that must hold the job, then fields. The image the job keeps using (for overlays)
+# lives as long as the job.
 _FINISH = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
+if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[4] then return 0 end
 redis.call('SET', KEYS[2], ARGV[2], 'EX', tonumber(ARGV[1]))
 if ARGV[3] ~= '' then redis.call('SET', KEYS[3], ARGV[3], 'EX', tonumber(ARGV[1])) end
-redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('HSET', KEYS[1], unpack(ARGV, 5))
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
 local image_key = redis.call('HGET', KEYS[1], 'image_key')
 if image_key then
@@ -122,6 +141,7 @@ class JobRecord:
     result_json: str | None
     image_key: str
     cache_key: str
+    owner: str = ""  # key id of the API key that made it (glimpse/keys.py); '' without keys
 
     @classmethod
     def from_hash(cls, data: Mapping[bytes, bytes]) -> JobRecord:
@@ -139,6 +159,7 @@ class JobRecord:
             result_json=h.get("result") or None,
             image_key=h.get("image_key", ""),
             cache_key=h.get("cache_key", ""),
+            owner=h.get("owner", ""),
         )
 
 
@@ -149,6 +170,7 @@ class JobStore:
         self.ttl = settings.result_ttl_s
         self._update = redis.register_script(_GUARDED_UPDATE)
         self._finish = redis.register_script(_FINISH)
+        self._requeue = redis.register_script(_REQUEUE)
         self._delete = redis.register_script(_DELETE)
 
     # --- keys ---------------------------------------------------------------------------
@@ -173,9 +195,17 @@ class JobStore:
 
     # --- the API's side -------------------------------------------------------------------
     def create(
-        self, *, image: bytes, sha256: str, params: Mapping[str, Any], cache_key: str, total: int
+        self,
+        *,
+        image: bytes,
+        sha256: str,
+        params: Mapping[str, Any],
+        cache_key: str,
+        total: int,
+        owner: str = "",
     ) -> JobRecord:
-        """Store the image (shared by sha256) and a new queued job; index it by cache key."""
+        """Store the image (shared by sha256) and a new queued job; index it by cache key.
+        `owner`: the key id of the API key that submits it ('' without keys)."""
         job_id = new_job_id()
         image_key = self.image_key(sha256)
         fields = {
@@ -191,6 +221,7 @@ class JobStore:
             "result": "",
             "image_key": image_key,
             "cache_key": cache_key,
+            "owner": owner,
         }
         pipe = self.redis.pipeline(transaction=True)
         pipe.set(image_key, image, ex=self.ttl)
@@ -208,13 +239,30 @@ class JobStore:
         data = self.redis.hgetall(self.job_key(job_id))
         return JobRecord.from_hash(data) if data else None  # type: ignore[arg-type]
 
-    def cached(self, cache_key: str) -> JobRecord | None:
-        """The job that already computes this request, unless it failed or was canceled."""
+    def cached(self, cache_key: str, *, owner: str = "") -> JobRecord | None:
+        """The job of `owner` that already computes this request, unless it failed or was
+        canceled. The cache key names the owner already; checking it again means a job is
+        never handed to another key, whatever the key looks like."""
         job_id = self.redis.get(self.cache_index_key(cache_key))
         if job_id is None:
             return None
         job = self.get(job_id.decode())  # type: ignore[union-attr]
-        return job if job is not None and job.status in REUSABLE else None
+        if job is None or job.owner != owner:
+            return None
+        return job if job.status in REUSABLE else None
+
+    def owner(self, job_id: str) -> str | None:
+        """The key id that owns a job ('' when made without keys), or None if unknown: one
+        HGET, for the access check of every request that names a job."""
+        if not is_job_id(job_id):
+            return None
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.exists(self.job_key(job_id))
+        pipe.hget(self.job_key(job_id), "owner")
+        exists, owner = pipe.execute()
+        if not exists:
+            return None
+        return owner.decode() if owner is not None else ""
 
     def delete(self, job_id: str) -> str | None:
         """Delete a job and the data only it uses; the status it had, or None if unknown."""
@@ -240,12 +288,21 @@ class JobStore:
         return {k.decode(): float(v) for k, v in raw.items()}  # type: ignore[union-attr]
 
     # --- the worker's side (guarded: never resurrects a deleted job) ------------------------
-    def start(self, job_id: str) -> bool:
-        return self._guarded(job_id, "queued", status="running", started_at=utcnow())
+    # Each run of a job is an *attempt* with its own random token, written by `start`; the
+    # attempt's later writes must present it. A worker that stalled (not dead, only silent)
+    # past its heartbeat, whose job another worker took up again, can then write nothing.
+    def start(self, job_id: str, attempt: str) -> bool:
+        return self._guarded(
+            job_id, "queued", status="running", started_at=utcnow(), attempt=attempt
+        )
 
-    def progress(self, job_id: str, done: int, total: int) -> bool:
-        """False when the job was deleted or canceled: the caller should stop."""
-        return self._guarded(job_id, "running", done=done, total=total)
+    def progress(self, job_id: str, done: int, total: int, *, attempt: str) -> bool:
+        """False when the job was deleted, canceled or taken over: the caller should stop."""
+        return self._guarded(job_id, "running", done=done, total=total, attempt_=attempt)
+
+    def requeue(self, job_id: str) -> bool:
+        """Back to queued, progress cleared: its worker died and RQ runs it again."""
+        return bool(self._requeue(keys=[self.job_key(job_id)], args=[self.ttl]))
 
     def finish(
         self,
@@ -254,6 +311,7 @@ class JobStore:
         result_json: str,
         segments_png: bytes,
         done: int,
+        attempt: str,
         attribution: bytes | None = None,
     ) -> bool:
         """Mark finished with its result and artifacts; `attribution`: compressed per-pixel
@@ -265,18 +323,22 @@ class JobStore:
             "done": done,
             "total": done,
         }
-        args: list[Any] = [self.ttl, segments_png, attribution or b""]
+        args: list[Any] = [self.ttl, segments_png, attribution or b"", attempt]
         for k, v in fields.items():
             args += [k, v]
         keys = [self.job_key(job_id), self.segments_key(job_id), self.attribution_key(job_id)]
         return bool(self._finish(keys=keys, args=args))
 
-    def fail(self, job_id: str, title: str, detail: str) -> bool:
+    def fail(self, job_id: str, title: str, detail: str, *, attempt: str = "") -> bool:
+        """Mark failed; `attempt` '' when RQ itself reports the failure (no attempt ran)."""
         error = json.dumps({"title": title, "detail": detail})
-        return self._guarded(job_id, "active", status="failed", finished_at=utcnow(), error=error)
+        return self._guarded(
+            job_id, "active", status="failed", finished_at=utcnow(), error=error, attempt_=attempt
+        )
 
-    def _guarded(self, job_id: str, required: str, **fields: Any) -> bool:
-        args: list[Any] = [required, self.ttl]
+    def _guarded(self, job_id: str, required: str, *, attempt_: str = "", **fields: Any) -> bool:
+        """Write `fields` if the job is in state `required` (and held by `attempt_`, if given)."""
+        args: list[Any] = [required, self.ttl, attempt_]
         for k, v in fields.items():
             args += [k, v]
         return bool(self._update(keys=[self.job_key(job_id)], args=args))

@@ -22,6 +22,7 @@ from services import (
 )
 from skimage import data as skdata
 
+from glimpse.keys import hash_key, new_key
 from glimpse.settings import Settings
 
 
@@ -53,6 +54,9 @@ def service_env(service_models_dir: Path, redis_server: RedisServer) -> dict[str
         "GLIMPSE_DEFAULT_MODEL": DEFAULT_MODEL,
         "REDIS_URL": redis_server.url,
         "GLIMPSE_BATCH_SIZE": "32",
+        # The tests submit many jobs from one address; tests/app/test_api_access.py turns the
+        # limit on where it is tested.
+        "GLIMPSE_RATE_LIMIT_PER_MINUTE": "0",
     }
 
 
@@ -74,6 +78,25 @@ def api(service_env: dict[str, str]) -> Iterator[Api]:
 
 
 @pytest.fixture(scope="session")
+def api_keys() -> tuple[str, str]:
+    """Two API keys, made as `glimpse keys new` makes them."""
+    return new_key(), new_key()
+
+
+@pytest.fixture(scope="session")
+def keyed_api(service_env: dict[str, str], api_keys: tuple[str, str]) -> Iterator[Api]:
+    """A second API on the same Redis, queue and worker, with the two keys configured (their
+    digests, comma-separated, as an operator would set them)."""
+    digests = ",".join(hash_key(key) for key in api_keys)
+    server = Api({**service_env, "GLIMPSE_API_KEY_HASHES": digests})
+    yield server
+    output = server.output()
+    server.stop()
+    assert "Traceback" not in output and "Internal error" not in output, output
+    assert not any(key in output for key in api_keys), "an API key was logged in clear"
+
+
+@pytest.fixture(scope="session")
 def client(api: Api, worker: WorkerProcess) -> httpx.Client:
     """A client of the live API, with a worker behind it."""
     return api.client
@@ -90,6 +113,7 @@ def settings_for(service_models_dir: Path, redis_server: RedisServer):
             "redis_url": redis_server.url,
             "queue_name": "variant",
             "key_prefix": "variant",
+            "rate_limit_per_minute": 0,
         }
         values.update(overrides)
         return Settings(**values)  # type: ignore[arg-type]

@@ -62,15 +62,22 @@ def base_env(**extra: str) -> dict[str, str]:
 
 
 class RedisServer:
-    def __init__(self) -> None:
+    """A private redis-server; `appendonly`: every write fsynced to an append-only file in
+    its folder, so `kill()` then `start()` (same port, same folder) keeps what was written."""
+
+    def __init__(self, *, appendonly: bool = False) -> None:
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="glimpse-test-redis-")
-        self.proc = subprocess.Popen(
-            redis_argv(REDIS_SERVER, self.port, self.dir),
-            stdout=subprocess.DEVNULL,
-        )
+        self.appendonly = appendonly
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.client = Redis.from_url(self.url)
+        self.start()
+
+    def start(self) -> None:
+        argv = redis_argv(REDIS_SERVER, self.port, self.dir)
+        if self.appendonly:  # later options override redis_argv's
+            argv += ["--appendonly", "yes", "--appendfsync", "always"]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -81,6 +88,11 @@ class RedisServer:
                     self.stop()
                     raise RuntimeError("redis-server did not start") from None
                 time.sleep(0.05)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: only what reached the append-only file survives."""
+        self.proc.kill()
+        self.proc.wait(timeout=10)
 
     def stop(self) -> None:
         self.client.close()
@@ -164,6 +176,12 @@ class WorkerProcess:
 
     def output(self) -> str:
         return Path(self.log.name).read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL: no handler runs, nothing is cleaned up, as when the kernel's OOM killer
+        or a lost machine ends it."""
+        self.proc.kill()
+        self.proc.wait(timeout=10)
 
     def stop(self) -> None:
         stop_process(self.proc, timeout=15)

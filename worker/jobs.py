@@ -8,15 +8,19 @@ it runs is noticed at the next progress report (between batches) and stops.
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from typing import Any
 
 import numpy as np
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import get_current_job
 
 from glimpse.errors import GlimpseError
 from glimpse.images import decode_image, encode_maps, encode_png
+from glimpse.limits import check_request
 from glimpse.params import ExplainParams
 from glimpse.settings import Settings, get_settings
 from glimpse.store import JobStore
@@ -47,6 +51,10 @@ def request_stop() -> None:
     _stop_requested = True
 
 
+def stop_requested() -> bool:
+    return _stop_requested
+
+
 class WorkerStopped(Cancelled):
     """The worker is shutting down; the job ends failed so a client can resubmit it."""
 
@@ -62,30 +70,36 @@ def run_explanation(job_id: str) -> str:
     """Explain the job `job_id`; returns its final status ('finished', 'failed', 'canceled')."""
     settings = get_settings()
     store = JobStore(_connection(settings), settings)
-    if not store.start(job_id):
+    attempt = secrets.token_hex(8)
+    if not store.start(job_id, attempt):
         log.info("job %s was deleted before it started", job_id)
         return "canceled"
     started = time.perf_counter()
     try:
-        status, evaluations, evaluation_seconds = _run(store, settings, job_id)
+        status, evaluations, evaluation_seconds = _run(store, settings, job_id, attempt)
     except WorkerStopped:
         detail = "the worker shut down while the job ran; submit it again"
-        store.fail(job_id, "Worker stopped", detail)
+        store.fail(job_id, "Worker stopped", detail, attempt=attempt)
         store.record_outcome("failed", seconds=time.perf_counter() - started)
         return "failed"
     except Cancelled:
-        log.info("job %s canceled while running", job_id)
+        log.info("job %s canceled or taken over while running", job_id)
         store.record_outcome("canceled")
         return "canceled"
+    except (RedisConnectionError, RedisTimeoutError):
+        # Nothing can be recorded without Redis. The job stays in RQ's started registry; once
+        # this attempt's heartbeat lapses it is abandoned and queued again (job_retries).
+        log.exception("job %s lost Redis; it will be taken up again", job_id)
+        raise
     except GlimpseError as exc:
         log.warning("job %s failed: %s: %s", job_id, exc.title, exc.detail)
-        store.fail(job_id, exc.title, exc.detail)
+        store.fail(job_id, exc.title, exc.detail, attempt=attempt)
         store.record_outcome("failed", seconds=time.perf_counter() - started)
         return "failed"
     except Exception as exc:  # a job must end in a state a client can read
         log.exception("job %s crashed", job_id)
         title = "Job timed out" if type(exc).__name__ == "JobTimeoutException" else "Internal error"
-        store.fail(job_id, title, f"{type(exc).__name__}: {exc}")
+        store.fail(job_id, title, f"{type(exc).__name__}: {exc}", attempt=attempt)
         store.record_outcome("failed", seconds=time.perf_counter() - started)
         return "failed"
     store.record_outcome(
@@ -97,7 +111,7 @@ def run_explanation(job_id: str) -> str:
     return status
 
 
-def _run(store: JobStore, settings: Settings, job_id: str) -> tuple[str, int, float]:
+def _run(store: JobStore, settings: Settings, job_id: str, attempt: str) -> tuple[str, int, float]:
     job = store.get(job_id)
     if job is None:
         raise Cancelled()
@@ -107,6 +121,8 @@ def _run(store: JobStore, settings: Settings, job_id: str) -> tuple[str, int, fl
         raise GlimpseError("the uploaded image expired before the job ran")
     image = decode_image(image_bytes, max_pixels=settings.max_image_pixels)
     loaded = warm_models(settings).get(params.model or settings.default_model)
+    # Again here: the job may predate a lowered limit, or not have come through the API.
+    check_request(params, loaded.registered.card, image.height, image.width, settings)
 
     last = 0.0
 
@@ -118,7 +134,7 @@ def _run(store: JobStore, settings: Settings, job_id: str) -> tuple[str, int, fl
         if now - last < PROGRESS_INTERVAL_S and done < total:
             return
         last = now
-        if not store.progress(job_id, done, total):
+        if not store.progress(job_id, done, total, attempt=attempt):
             raise Cancelled()
 
     explanation = explain(
@@ -127,6 +143,7 @@ def _run(store: JobStore, settings: Settings, job_id: str) -> tuple[str, int, fl
         params,
         batch_size=params.batch_size or settings.batch_size,
         segment_max_side=settings.segment_max_side,
+        max_design_size=settings.max_design_size,
         progress=progress,
     )
     result = build_result(
@@ -143,6 +160,7 @@ def _run(store: JobStore, settings: Settings, job_id: str) -> tuple[str, int, fl
         result_json=result.model_dump_json(),
         segments_png=segments,
         done=explanation.model_evaluations,
+        attempt=attempt,
         attribution=None if explanation.pixel_maps is None else encode_maps(explanation.pixel_maps),
     )
     if not written:
@@ -152,9 +170,21 @@ def _run(store: JobStore, settings: Settings, job_id: str) -> tuple[str, int, fl
 
 def on_failure(job: Any, connection: Redis, exc_type: Any, exc_value: Any, tb: Any) -> None:
     """RQ failure callback: the job function died in a way it could not record itself
-    (timeout outside its try, a crash in RQ); make the job `failed` with the reason."""
+    (timeout outside its try, a crash in RQ, its worker killed); make the job `failed` with
+    the reason, or, when its worker died and RQ is about to run it again, queued afresh."""
     settings = get_settings()
     store = JobStore(connection, settings)
     name = getattr(exc_type, "__name__", "Error")
+    if name == "AbandonedJobError":
+        if job.retries_left:
+            log.warning("job %s: its worker died; queued again", job.id)
+            store.requeue(job.id)
+            return
+        detail = (
+            "the worker running this job stopped answering (killed, out of memory or cut off "
+            f"from Redis) on every one of its {settings.job_retries + 1} attempts"
+        )
+        store.fail(job.id, "Worker died", detail)
+        return
     title = "Job timed out" if name == "JobTimeoutException" else "Job crashed"
     store.fail(job.id, title, f"{name}: {exc_value}")

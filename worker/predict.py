@@ -13,6 +13,7 @@ import numpy as np
 
 from glimpse.errors import GlimpseError
 from glimpse.images import decode_image
+from glimpse.limits import check_scale
 from glimpse.settings import get_settings
 from worker.engine.explain import TOP_PREDICTIONS, to_output_space
 from worker.engine.grid import InputGrid
@@ -33,6 +34,7 @@ def run_prediction(image_key: str, reply_key: str, model_name: str) -> None:
         image = decode_image(data, max_pixels=settings.max_image_pixels)  # type: ignore[arg-type]
         loaded = warm_models(settings).get(model_name)
         card = loaded.registered.card
+        check_scale(card, image.height, image.width, settings.max_image_pixels)
         x = InputGrid(card, image.pixels.shape[:2]).image(image.pixels)
         probabilities = to_output_space(loaded.runtime(x[None]), card, "probability")[0]
         order = np.argsort(-probabilities, kind="stable")[:TOP_PREDICTIONS]

@@ -1,4 +1,9 @@
-"""FastAPI dependencies, as `Annotated` aliases; everything hangs off `app.state`."""
+"""FastAPI dependencies, as `Annotated` aliases; everything hangs off `app.state`.
+
+They are `async` though they never await: FastAPI runs a plain `def` dependency in its
+thread pool, and a hop to a thread and back per dependency made a submission wait on
+two dozen of them under load.
+"""
 
 from __future__ import annotations
 
@@ -13,23 +18,23 @@ from glimpse.settings import Settings
 from glimpse.store import JobStore
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
-def get_redis(request: Request) -> Redis:
+async def get_redis(request: Request) -> Redis:
     return request.app.state.redis  # type: ignore[no-any-return]
 
 
-def get_store(request: Request) -> JobStore:
+async def get_store(request: Request) -> JobStore:
     return request.app.state.store  # type: ignore[no-any-return]
 
 
-def get_queue(request: Request) -> Queue:
+async def get_queue(request: Request) -> Queue:
     return request.app.state.queue  # type: ignore[no-any-return]
 
 
-def get_registry(request: Request) -> ModelRegistry:
+async def get_registry(request: Request) -> ModelRegistry:
     return request.app.state.registry  # type: ignore[no-any-return]
 
 

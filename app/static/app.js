@@ -4,6 +4,46 @@ const $ = (id) => document.getElementById(id);
 let file = null;
 let job = null;
 let originalUrl = null;
+const KEY_STORAGE = "glimpse-api-key";
+let keyRefused = false; // the last /v1/models answered 401: the status panel says so
+
+// The API key, when the server has keys configured: kept for this tab only (sessionStorage)
+// and sent as a bearer token. An <img src> or <a href> cannot carry a header, so with a key
+// the page fetches images and downloads itself.
+function apiKey() {
+  return $("api-key").value.trim();
+}
+
+function api(url, options = {}) {
+  const headers = new Headers(options.headers || {});
+  if (apiKey()) headers.set("Authorization", `Bearer ${apiKey()}`);
+  return fetch(url, { ...options, headers });
+}
+
+async function setImage(img, url) {
+  if (!apiKey()) {
+    img.src = url;
+    return;
+  }
+  const response = await api(url);
+  if (!response.ok) return showError(await problemText(response));
+  const old = img.src;
+  img.src = URL.createObjectURL(await response.blob());
+  if (old.startsWith("blob:") && old !== originalUrl) URL.revokeObjectURL(old);
+}
+
+async function download(event) {
+  if (!apiKey()) return; // the link's own href works without a key
+  event.preventDefault();
+  const source = event.currentTarget; // null once the event has been dispatched
+  const response = await api(source.href);
+  if (!response.ok) return showError(await problemText(response));
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(await response.blob());
+  link.download = source.pathname.split("/").pop();
+  link.click();
+  setTimeout(() => URL.revokeObjectURL(link.href), 60_000);
+}
 
 async function problemText(response) {
   try {
@@ -15,7 +55,22 @@ async function problemText(response) {
 }
 
 async function loadModels() {
-  const response = await fetch("/v1/models");
+  const response = await api("/v1/models");
+  $("model").replaceChildren();
+  $("api-key").setAttribute("aria-invalid", String(response.status === 401));
+  if (response.status === 401) {
+    keyRefused = true;
+    $("status-panel").hidden = false;
+    $("status-text").textContent = "This server needs an API key";
+    $("error").textContent = `${await problemText(response)}. Enter it in the API key field.`;
+    $("error").hidden = false;
+    return;
+  }
+  if (keyRefused) {
+    keyRefused = false;
+    $("status-panel").hidden = true;
+    $("error").hidden = true;
+  }
   const models = response.ok ? await response.json() : [];
   for (const m of models) {
     const option = new Option(`${m.name} (${m.num_classes} classes)`, m.name, m.default, m.default);
@@ -74,14 +129,14 @@ async function submit(event) {
   const body = new FormData();
   body.append("image", file, file.name);
   body.append("params", JSON.stringify(params));
-  const response = await fetch("/v1/explanations", { method: "POST", body });
+  const response = await api("/v1/explanations", { method: "POST", body });
   if (!response.ok) return showError(await problemText(response));
   job = await response.json();
   poll();
 }
 
 async function poll() {
-  const response = await fetch(`/v1/explanations/${job.id}`);
+  const response = await api(`/v1/explanations/${job.id}`);
   if (!response.ok) return showError(await problemText(response));
   job = await response.json();
   const { done, total } = job.progress;
@@ -121,7 +176,7 @@ function showResult() {
     overlay.className = "overlay";
     overlay.dataset.classIndex = e.class_index;
     overlay.alt = `Attribution overlay for ${e.label}`;
-    overlay.src = overlayUrl(e.class_index);
+    setImage(overlay, overlayUrl(e.class_index));
     overlay.style.opacity = $("opacity").value;
     stack.append(base, overlay);
     const caption = document.createElement("figcaption");
@@ -140,12 +195,19 @@ function showResult() {
 
 function refreshOverlays() {
   for (const img of document.querySelectorAll("img.overlay")) {
-    img.src = overlayUrl(img.dataset.classIndex);
+    setImage(img, overlayUrl(img.dataset.classIndex));
   }
 }
 
 document.addEventListener("DOMContentLoaded", () => {
   wireDropZone();
+  $("api-key").value = sessionStorage.getItem(KEY_STORAGE) || "";
+  $("api-key").addEventListener("change", () => {
+    if (apiKey()) sessionStorage.setItem(KEY_STORAGE, apiKey());
+    else sessionStorage.removeItem(KEY_STORAGE);
+    loadModels();
+  });
+  for (const id of ["download-npy", "download-segments"]) $(id).addEventListener("click", download);
   loadModels();
   $("explain-form").addEventListener("submit", submit);
   for (const radio of document.querySelectorAll("input[name=style]")) {

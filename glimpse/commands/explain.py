@@ -249,6 +249,7 @@ def resolve_model(args: argparse.Namespace, models_dir: Path, default: str) -> C
 def run(args: argparse.Namespace) -> int:
     from glimpse.hierarchy import level_maps
     from glimpse.images import decode_image, encode_png
+    from glimpse.limits import check_request
     from glimpse.render import CAPTIONS, render_figure, render_map_overlay, render_overlay
     from glimpse.settings import get_settings
     from worker.engine.explain import explain
@@ -280,6 +281,7 @@ def run(args: argparse.Namespace) -> int:
                 f"{model_ref.card.num_classes} classes (0..{model_ref.card.num_classes - 1})"
             )
 
+    check_request(params, model_ref.card, image.height, image.width, settings)
     runtime = build_runtime(model_ref.path, model_ref.card, settings)
     batch_size = params.batch_size or settings.batch_size
     with _ProgressBar(disable=args.quiet) as bar:
@@ -289,6 +291,7 @@ def run(args: argparse.Namespace) -> int:
             params,
             batch_size=batch_size,
             segment_max_side=settings.segment_max_side,
+            max_design_size=settings.max_design_size,
             progress=bar.update,
         )
     result = build_result(

@@ -3,8 +3,11 @@ real service: upload chelsea, watch the progress bar finish, find the overlay re
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
 from playwright.sync_api import Page, sync_playwright
 
@@ -20,17 +23,30 @@ ARGS = [
 ]
 
 
-@pytest.fixture()
-def page(api, worker, tmp_path: Path):
+@contextmanager
+def open_page(url: str) -> Iterator[Page]:
     assert CHROMIUM.is_file(), "Debian's chromium is missing: scripts/bootstrap.sh installs it"
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         context = browser.new_context(viewport={"width": 1200, "height": 900})
         page = context.new_page()
-        page.goto(api.url + "/")
+        page.goto(url + "/")
         yield page
         context.close()
         browser.close()
+
+
+@pytest.fixture()
+def page(api, worker, tmp_path: Path):
+    with open_page(api.url) as page:
+        yield page
+
+
+@pytest.fixture()
+def keyed_page(keyed_api, worker):
+    """The page of an API with keys configured (tests/api_fixtures.py)."""
+    with open_page(keyed_api.url) as page:
+        yield page
 
 
 def explain_chelsea(page: Page, png: Path) -> None:
@@ -70,6 +86,35 @@ def test_the_page_fits_a_phone(page: Page) -> None:
     page.reload()
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390
-    for control in ("#model", "#method", "#top-k", "#samples", "#opacity", "#drop-zone"):
+    controls = ("#model", "#method", "#top-k", "#samples", "#api-key", "#opacity", "#drop-zone")
+    for control in controls:
         label = page.get_attribute(control, "aria-label")
         assert label, f"{control} has no accessible label"
+
+
+def test_with_api_keys_the_page_asks_for_one_and_sends_it(
+    keyed_page: Page, api_keys: tuple[str, str], chelsea_png: bytes, tmp_path: Path
+) -> None:
+    page = keyed_page
+    page.wait_for_selector("#error", state="visible")
+    assert "API key" in page.inner_text("#error")
+    assert page.get_attribute("#api-key", "aria-invalid") == "true"
+    page.fill("#api-key", api_keys[0])
+    page.dispatch_event("#api-key", "change")
+    png = tmp_path / "chelsea.png"
+    png.write_bytes(chelsea_png)
+    explain_chelsea(page, png)
+    assert page.is_hidden("#error")
+    # <img src> cannot carry the key: the page fetched the overlay itself.
+    page.wait_for_function(
+        "() => { const o = document.querySelector('img.overlay');"
+        " return o && o.src.startsWith('blob:') && o.complete && o.naturalWidth === 451; }"
+    )
+    with page.expect_download() as download:
+        page.click("#download-npy")
+    maps = np.load(download.value.path(), allow_pickle=False)
+    assert maps.shape == (1, 300, 451) and maps.dtype == np.float32
+    # Kept for this tab only.
+    page.reload()
+    page.wait_for_function("document.querySelectorAll('#model option').length > 0")
+    assert page.input_value("#api-key") == api_keys[0]

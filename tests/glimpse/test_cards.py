@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from glimpse.cards import PRESETS, ModelCard, ModelRegistry, check_name
+from glimpse.cards import PRESETS, ModelCard, ModelRegistry, check_name, is_valid_name
 from glimpse.errors import ModelError, NotFound
 
 
@@ -75,3 +75,56 @@ def test_names_that_leave_the_folder_are_refused(name: str) -> None:
 
 def test_missing_models_folder_lists_nothing(tmp_path: Path) -> None:
     assert ModelRegistry(tmp_path / "absent").names() == []
+
+
+ESCAPES = ["../../etc/passwd", "/etc/passwd", "a\\b", "a\x00b", "abc\n", "a..b", "..x", "\u0430bc"]
+
+
+@pytest.mark.parametrize("name", ESCAPES, ids=[repr(n) for n in ESCAPES])
+def test_names_are_one_plain_folder_name(tmp_path: Path, name: str) -> None:
+    """Also what `$` would let through (a trailing newline), backslashes, NUL and look-alike
+    letters; the registry reads nothing for them, not even a model.json that exists."""
+    root = tmp_path / "models"
+    registry = ModelRegistry(root)
+    registry.write("ok", card())
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "model.json").write_text(card().model_dump_json())
+    assert not is_valid_name(name)
+    for call in (registry.get, registry.folder, lambda n: registry.write(n, card())):
+        with pytest.raises(NotFound, match="not a valid model name"):
+            call(name)
+    with pytest.raises(NotFound):
+        registry.get("../etc")
+    assert registry.names() == ["ok"]
+    assert registry.folder("ok") == root / "ok" and is_valid_name("resnet50-v2.7_b")
+
+
+def test_names_on_disk_that_are_not_valid_are_not_listed(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path)
+    registry.write("ok", card())
+    for bad in ("a..b", "-dash"):
+        (tmp_path / bad).mkdir()
+        (tmp_path / bad / "model.json").write_text(card().model_dump_json())
+    assert registry.names() == ["ok"]
+
+
+@pytest.mark.parametrize("labels", ["../labels.txt", "/etc/passwd", "sub/labels.txt", ".."])
+def test_a_card_labels_file_stays_in_the_model_folder(labels: str) -> None:
+    with pytest.raises(ValueError, match="file name in the model folder"):
+        card(labels_file=labels)
+    assert card(labels_file="imagenet_labels.txt").labels_file == "imagenet_labels.txt"
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "resized"),
+    [
+        (300, 451, (385, 256)),
+        (480, 640, (341, 256)),
+        (1, 40_000, (10_240_000, 256)),
+        (10, 10, (256, 256)),
+    ],
+)
+def test_resized_size_of_a_shorter_side_card(height: int, width: int, resized: tuple) -> None:
+    assert card().resized_size(height, width) == resized
+    squash = card(resize="squash", resize_shorter_to=None)
+    assert squash.resized_size(height, width) == (224, 224)

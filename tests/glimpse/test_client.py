@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,8 @@ from glimpse.client import (
     InvalidParamsError,
     JobFailedError,
     NotFoundError,
+    RateLimitedError,
+    UnauthorizedError,
     UnsupportedImageError,
     WaitTimeoutError,
 )
@@ -100,3 +103,29 @@ def test_wait_times_out_and_unfinished_artifacts_conflict(glimpse, chelsea) -> N
         glimpse.delete(job.id)
     with pytest.raises(NotFoundError):
         glimpse.get(job.id)
+
+
+def test_an_api_key_is_sent_and_refusals_are_typed(keyed_api, worker, api_keys, chelsea) -> None:
+    with GlimpseClient(keyed_api.url, api_key=api_keys[0], timeout=30) as mine:
+        assert any(m["default"] for m in mine.models())
+        job = mine.submit(chelsea, seed=13, **FAST)
+        theirs = GlimpseClient(keyed_api.url, api_key=api_keys[1], timeout=30)
+        with theirs, pytest.raises(NotFoundError):
+            theirs.get(job.id)  # another key's job does not exist for it
+        assert mine.wait(job).status == "finished"
+    for key in (None, "gk_not-a-key"):
+        client = GlimpseClient(keyed_api.url, api_key=key, timeout=30)
+        with client, pytest.raises(UnauthorizedError) as refused:
+            client.models()
+        assert refused.value.status == 401 and refused.value.title == "Unauthorized"
+
+
+def test_429_is_a_rate_limited_error_with_retry_after(app_client, chelsea) -> None:
+    name = f"limited-{uuid.uuid4().hex[:8]}"  # own queue and keys: no worker, no shared count
+    url = str(app_client(rate_limit_per_minute=1, queue_name=name, key_prefix=name).base_url)
+    with GlimpseClient(url, timeout=30) as client:
+        client.submit(chelsea, seed=14, **FAST)
+        with pytest.raises(RateLimitedError) as limited:
+            client.submit(chelsea, seed=15, **FAST)
+    assert limited.value.status == 429
+    assert limited.value.retry_after is not None and 0 < limited.value.retry_after <= 60

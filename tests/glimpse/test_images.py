@@ -135,3 +135,42 @@ def test_encode_png_of_rgb() -> None:
     arr = np.asarray(rgb_image())
     with Image.open(io.BytesIO(encode_png(arr))) as img:
         np.testing.assert_array_equal(np.asarray(img.convert("RGB")), arr)
+
+
+def jpeg_with_exif_block(block: bytes) -> bytes:
+    jpeg = encode(rgb_image(30, 10), "JPEG")
+    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(block) + 2) + block + jpeg[2:]
+
+
+@pytest.mark.parametrize(
+    "ifd",
+    [
+        struct.pack("<I", 0xFFFFFFF0),  # the first IFD far past the end
+        struct.pack("<I", 8) + struct.pack("<H", 1) + struct.pack("<HHII", 0x0112, 3, 1000, 99),
+        struct.pack("<I", 8) + struct.pack("<H", 0xFFFF),  # 65535 entries, none there
+    ],
+    ids=["ifd-out-of-file", "orientation-out-of-file", "too-many-entries"],
+)
+def test_a_corrupt_exif_block_is_ignored_not_warned_about(ifd: bytes) -> None:
+    """Pillow warns and skips the tags; the pixels decode, unrotated (pytest: warnings are
+    errors, so a warning escaping decode_image fails here)."""
+    out = decode_image(jpeg_with_exif_block(b"Exif\x00\x00II*\x00" + ifd), max_pixels=LIMIT)
+    assert (out.width, out.height) == (30, 10)
+
+
+def test_a_tiff_whose_next_page_is_garbage_is_unsupported_not_a_crash() -> None:
+    """Pillow raises TypeError ("Missing dimensions") counting the pages: found by fuzzing."""
+    data = bytearray(encode(rgb_image(), "TIFF"))
+    ifd = struct.unpack("<I", data[4:8])[0]
+    at = ifd + 2 + 12 * struct.unpack("<H", data[ifd : ifd + 2])[0]
+    data[at : at + 4] = struct.pack("<I", 0xFFFFFF)
+    with pytest.raises(UnsupportedImage, match="Missing dimensions"):
+        decode_image(bytes(data), max_pixels=LIMIT)
+
+
+def test_reasons_name_the_limit_and_no_object_addresses() -> None:
+    with pytest.raises(PayloadTooLarge, match=r"\(10000000000 pixels\); the limit is 40000000"):
+        decode_image(png_header_only(100_000, 100_000), max_pixels=LIMIT)
+    with pytest.raises(UnsupportedImage) as info:
+        decode_image(b"\x89PNG\r\n\x1a\n" + b"<html>" * 10, max_pixels=LIMIT)
+    assert "accepted format" in info.value.detail and " at 0x" not in info.value.detail

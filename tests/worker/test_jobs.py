@@ -113,13 +113,13 @@ def test_a_job_deleted_before_it_starts_is_skipped(store: JobStore, chelsea_png:
 
 def test_guarded_writes_never_resurrect_a_deleted_job(store: JobStore, chelsea_png: bytes) -> None:
     job_id = new_job(store, chelsea_png)
-    assert store.start(job_id)
-    assert not store.start(job_id)  # only a queued job starts
-    assert store.progress(job_id, 5, 10)
+    assert store.start(job_id, "a1")
+    assert not store.start(job_id, "a2")  # only a queued job starts
+    assert store.progress(job_id, 5, 10, attempt="a1")
     assert store.delete(job_id) == "running"
-    assert not store.progress(job_id, 6, 10)
+    assert not store.progress(job_id, 6, 10, attempt="a1")
     assert not store.fail(job_id, "x", "y")
-    assert not store.finish(job_id, result_json="{}", segments_png=b"png", done=10)
+    assert not store.finish(job_id, result_json="{}", segments_png=b"png", done=10, attempt="a1")
     assert store.redis.keys("*") == []
     assert store.delete(job_id) is None
 
@@ -171,6 +171,30 @@ def test_engine_invalid_params_end_failed_with_the_reason(
     assert store.segments_png(job_id) is None
 
 
+@pytest.mark.parametrize(
+    ("limit", "params"),
+    [
+        ("GLIMPSE_MAX_NUM_SAMPLES=50", {}),
+        ("GLIMPSE_MAX_DESIGN_SIZE=100", {}),  # 60 samples × ~20 superpixels
+        ("GLIMPSE_MAX_COMPOSED_PIXELS=1000", {"background": {"kind": "inpaint_telea"}}),
+    ],
+)
+def test_a_job_over_the_worker_limits_ends_failed_before_evaluating(
+    store: JobStore, chelsea_png: bytes, monkeypatch: pytest.MonkeyPatch, limit: str, params: dict
+) -> None:
+    """Defence in depth: a queued job is checked again by the worker's own settings (it may
+    predate a lowered limit); the design limit once the superpixels are counted."""
+    job_id = new_job(store, chelsea_png, **params)
+    name, value = limit.split("=")
+    monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    assert jobs.run_explanation(job_id) == "failed"
+    job = store.get(job_id)
+    assert job is not None and job.error is not None and job.error["title"] == "Invalid parameters"
+    assert name in job.error["detail"] and job.done == 0
+    assert store.segments_png(job_id) is None
+
+
 def test_an_expired_image_ends_failed(store: JobStore, chelsea_png: bytes) -> None:
     job_id = new_job(store, chelsea_png)
     store.redis.delete(store.image_key(sha256_hex(chelsea_png)))
@@ -195,7 +219,7 @@ def test_the_failure_callback_records_timeouts_and_crashes(
             self.id = id
 
     job_id = new_job(store, chelsea_png)
-    store.start(job_id)
+    store.start(job_id, "a1")
     exc = JobTimeoutException("Task exceeded maximum timeout value (1 seconds)")
     jobs.on_failure(RQJobStub(job_id), store.redis, JobTimeoutException, exc, None)
     job = store.get(job_id)

@@ -15,6 +15,7 @@ import numpy as np
 
 from glimpse.cards import ModelCard
 from glimpse.errors import InvalidParams
+from glimpse.limits import check_design
 from glimpse.params import Background, Classes, ExplainParams, InpaintBackground
 from worker.engine import gradcam, occlusion, partition_shap
 from worker.engine.coalitions import Estimator
@@ -156,10 +157,12 @@ def explain(
     *,
     batch_size: int,
     segment_max_side: int = 640,
+    max_design_size: int | None = None,
     progress: Progress | None = None,
 ) -> Explanation:
     """image: (H, W, 3) uint8 RGB. Same image, params and seed give the same numbers,
-    whatever the batch size."""
+    whatever the batch size. `max_design_size`: refuse (InvalidParams) a LIME or Kernel SHAP
+    budget × superpixels above it, once the superpixels are counted (glimpse/limits.py)."""
     started = time.perf_counter()
     if params.method in METHODS_OF_THEIR_OWN:
         structured = explain_structured(
@@ -178,6 +181,8 @@ def explain(
     card = model.card
     segments = segment(image, params.segmentation, max_side=segment_max_side, seed=params.seed)
     n_segments = int(segments.max()) + 1
+    if max_design_size is not None:
+        check_design(params, n_segments, max_design_size)
     segmented = time.perf_counter()
 
     grid = InputGrid(card, image.shape[:2])

@@ -16,18 +16,11 @@ class InputGrid:
         self.height, self.width = card.input_size
         src_h, src_w = image_shape
         self.source_shape = (int(src_h), int(src_w))
-        if card.resize == "squash":
-            self.resized = (self.width, self.height)
-            self.crop = (0, 0, self.width, self.height)
-        else:
-            shorter = card.resize_shorter_to or max(self.height, self.width)
-            factor = shorter / min(src_h, src_w)
-            new_w = max(self.width, round(src_w * factor))
-            new_h = max(self.height, round(src_h * factor))
-            left = (new_w - self.width) // 2
-            top = (new_h - self.height) // 2
-            self.resized = (new_w, new_h)
-            self.crop = (left, top, left + self.width, top + self.height)
+        new_w, new_h = card.resized_size(int(src_h), int(src_w))
+        left = (new_w - self.width) // 2
+        top = (new_h - self.height) // 2
+        self.resized = (new_w, new_h)
+        self.crop = (left, top, left + self.width, top + self.height)
         mean = np.asarray(card.mean, np.float32)
         std = np.asarray(card.std, np.float32)
         order = [2, 1, 0] if card.channel_order == "BGR" else [0, 1, 2]

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from app import explanations as service
 from app.api.deps import QueueDep, RegistryDep, SettingsDep, StoreDep
+from app.auth import OwnerDep, VisibleJobId, authenticate
 from app.openapi_docs import (
     ARTIFACT_ERRORS,
     GET_ERRORS,
@@ -17,13 +18,21 @@ from app.openapi_docs import (
     SUBMIT_REQUEST_BODY,
     problem_responses,
 )
+from app.ratelimit import limit_submissions
 from app.schemas import Job
 from app.uploads import read_submission
 from glimpse.render import OverlayStyle
 
-router = APIRouter(prefix="/v1/explanations", tags=["explanations"])
+router = APIRouter(
+    prefix="/v1/explanations",
+    tags=["explanations"],
+    dependencies=[Depends(authenticate)],
+    responses=problem_responses((401,)),
+)
 
-JobId = Annotated[str, Path(description="the job id (32 hex digits)")]
+# Every route that names a job takes its id as a VisibleJobId: with API keys on, a job of
+# another key is a 404 (app/auth.py).
+JobId = VisibleJobId
 
 
 @router.post(
@@ -48,9 +57,11 @@ JobId = Annotated[str, Path(description="the job id (32 hex digits)")]
         **problem_responses(SUBMIT_ERRORS),
     },
     openapi_extra={"requestBody": SUBMIT_REQUEST_BODY},
+    dependencies=[Depends(limit_submissions)],
 )
 async def submit_explanation(
     request: Request,
+    owner: OwnerDep,
     settings: SettingsDep,
     store: StoreDep,
     queue: QueueDep,
@@ -64,6 +75,7 @@ async def submit_explanation(
         store=store,
         queue=queue,
         registry=registry,
+        owner=owner,
     )
     body = service.resource(job).model_dump(mode="json")
     location = f"/v1/explanations/{job.id}"

@@ -1,6 +1,12 @@
-"""Liveness (`/healthz`) and readiness (`/readyz`: Redis answers and a worker is alive)."""
+"""Liveness (`/healthz`) and readiness (`/readyz`: Redis answers and a worker is alive).
+
+A worker is alive when its last heartbeat is recent: a killed worker's RQ registration
+outlives it by a minute, and must not count.
+"""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
@@ -29,7 +35,7 @@ def readyz(redis: RedisDep, queue: QueueDep, settings: SettingsDep) -> JSONRespo
     try:
         redis.ping()
         checks["redis"] = "ok"
-        workers = Worker.all(queue=queue)
+        workers = alive(Worker.all(queue=queue), settings.worker_dead_after_s)
         checks["workers"] = f"{len(workers)} alive" if workers else "none alive"
     except RedisError as exc:
         checks["redis"] = f"unreachable: {type(exc).__name__}"
@@ -38,3 +44,14 @@ def readyz(redis: RedisDep, queue: QueueDep, settings: SettingsDep) -> JSONRespo
     body = Health(status="ready" if ready else "not ready", checks=checks)
     headers = None if ready else {"Retry-After": str(settings.retry_after_s)}
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503, headers=headers)
+
+
+def alive(workers: list[Worker], limit: int) -> list[Worker]:
+    """The workers that beat in the last `limit` seconds."""
+    now = datetime.now(UTC)
+    return [
+        w
+        for w in workers
+        if w.last_heartbeat is not None
+        and (now - w.last_heartbeat.replace(tzinfo=UTC)).total_seconds() <= limit
+    ]

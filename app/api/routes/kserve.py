@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 
 from app import kserve
 from app.api.deps import QueueDep, RedisDep, RegistryDep, SettingsDep, StoreDep
+from app.auth import OwnerDep, authenticate
 from app.openapi_docs import problem_responses
-from app.uploads import body_limit, read_body
+from app.ratelimit import limit_submissions
+from app.uploads import body_limit, loads_json, read_body
 from glimpse.cards import ModelRegistry
-from glimpse.errors import BadRequest
 from glimpse.settings import Settings
 
-router = APIRouter(prefix="/v1/models", tags=["kserve"])
+router = APIRouter(
+    prefix="/v1/models",
+    tags=["kserve"],
+    dependencies=[Depends(authenticate)],
+    responses=problem_responses((401,)),
+)
 
-V1_ERRORS = (400, 404, 413, 415, 422, 503, 504)
+V1_ERRORS = (400, 404, 413, 415, 422, 429, 503, 504)
 
 IMAGE_B64 = (
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"
@@ -61,10 +66,7 @@ async def _read(
 ) -> tuple[str, list[bytes], dict[str, Any]]:
     """(the model, each instance's image bytes, the body) of a V1 request."""
     raw = await read_body(request, body_limit("application/json", settings.max_upload_bytes))
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+    body = loads_json(raw, loc=["body"], what="the body")
     model = kserve.model_name(name, registry)
     return model, kserve.instances(body), body
 
@@ -83,6 +85,7 @@ def model_ready(name: str, registry: RegistryDep) -> dict[str, Any]:
     summary="KServe V1 predict: the top classes of each instance",
     responses=problem_responses(V1_ERRORS),
     openapi_extra={"requestBody": V1_BODY},
+    dependencies=[Depends(limit_submissions)],
 )
 async def predict(
     name: str,
@@ -109,10 +112,12 @@ async def predict(
     ),
     responses=problem_responses(V1_ERRORS),
     openapi_extra={"requestBody": V1_BODY},
+    dependencies=[Depends(limit_submissions)],
 )
 async def explain(
     name: str,
     request: Request,
+    owner: OwnerDep,
     settings: SettingsDep,
     store: StoreDep,
     queue: QueueDep,
@@ -128,4 +133,5 @@ async def explain(
         store=store,
         queue=queue,
         registry=registry,
+        owner=owner,
     )

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.concurrency import run_in_threadpool
 
 from app.api.deps import RegistryDep, SettingsDep
+from app.auth import authenticate
+from app.openapi_docs import problem_responses
 from app.schemas import ModelInfo
 from glimpse.cards import ModelRegistry
 from glimpse.errors import GlimpseError
 from glimpse.settings import Settings
 
-router = APIRouter(prefix="/v1", tags=["models"])
+router = APIRouter(
+    prefix="/v1",
+    tags=["models"],
+    dependencies=[Depends(authenticate)],
+    responses=problem_responses((401,)),
+)
 log = logging.getLogger("glimpse.api")
 
 
