@@ -1,5 +1,6 @@
 """Estimator quality against exact Shapley values: prints one JSON object, writes
-bench/results/quality.json. Run: `.venv/bin/python bench/quality.py` (about 10 minutes here).
+bench/results/quality.json. Run: `.venv/bin/python bench/quality.py` (about 20 minutes here,
+plus 3 × 2^M evaluations per photo for the tables when they are not cached).
 
 Model: the shared EfficientNet-Lite0; photos: skimage's chelsea, coffee and astronaut,
 segmented with SLIC into M = 10..12 superpixels so that the model can be evaluated on all 2^M
@@ -14,6 +15,9 @@ of coalition vectors) all read the same table. Two more tables per photo, with G
 
 The target class is the model's top-1 on the clean photo, in probability space; the
 background is black; the budget is the number of model evaluations.
+
+The tables are cached under CACHE (a folder outside the repository), so a second run, or an
+estimator experiment through `load_photo(name)`, costs no model calls.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import os
 import platform
 import sys
 import time
+from dataclasses import dataclass
 from itertools import combinations
 from math import factorial
 from pathlib import Path
@@ -44,6 +49,7 @@ from worker.engine.lime import Lime  # noqa: E402
 from worker.engine.perturb import Composer  # noqa: E402
 from worker.engine.rounds import adaptive, fixed  # noqa: E402
 from worker.engine.segment import segment  # noqa: E402
+from worker.engine.uncertainty import INDIFFERENCE  # noqa: E402
 from worker.runtime.onnx import OnnxRuntimeModel  # noqa: E402
 
 BUDGETS = [250, 500, 1000, 2000]
@@ -224,6 +230,17 @@ def top5(est: np.ndarray, ref: np.ndarray) -> float:
     return len(set(np.argsort(-est)[:k]) & set(np.argsort(-ref)[:k])) / k
 
 
+def top5_within_delta(est: np.ndarray, ref: np.ndarray) -> bool:
+    """The estimated top 5 is the reference's up to ties inside the indifference zone: every
+    member that is not in the reference's top 5 has a reference value within δ =
+    INDIFFERENCE · Σ|ref| of the reference's 5th (auto's stopping rule, uncertainty.py)."""
+    k = min(5, len(ref) - 1)
+    kth = np.sort(ref)[::-1][k - 1]
+    delta = INDIFFERENCE * float(np.abs(ref).sum())
+    extra = set(np.argsort(-est)[:k]) - set(np.argsort(-ref)[:k])
+    return all(ref[i] >= kth - delta for i in extra)
+
+
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
     from scipy.stats import spearmanr
 
@@ -236,8 +253,11 @@ def mean_pairwise(vectors: list[np.ndarray]) -> float:
 
 METHODS = {
     "glimpse_kernel_shap": lambda v, img, seg, m, n, s: glimpse(KernelShap(), v, m, n, s)[0],
-    "glimpse_kernel_shap_iid": lambda v, img, seg, m, n, s: glimpse(
-        KernelShap(sampling="iid"), v, m, n, s
+    "glimpse_kernel_shap_order1": lambda v, img, seg, m, n, s: glimpse(
+        KernelShap(order=1), v, m, n, s
+    )[0],
+    "glimpse_kernel_shap_order1_iid": lambda v, img, seg, m, n, s: glimpse(
+        KernelShap(order=1, sampling="iid"), v, m, n, s
     )[0],
     "glimpse_kernel_shap_leverage": lambda v, img, seg, m, n, s: glimpse(
         KernelShap(sizes="leverage"), v, m, n, s
@@ -250,39 +270,95 @@ METHODS = {
 PEERS = {"shap_kernel_explainer", "lime_image"}
 SHAPLEY_METHODS = {
     "glimpse_kernel_shap",
-    "glimpse_kernel_shap_iid",
+    "glimpse_kernel_shap_order1",
+    "glimpse_kernel_shap_order1_iid",
     "glimpse_kernel_shap_leverage",
     "kernel_shap_random_paired_only",
     "shap_kernel_explainer",
 }
 
 
-def photo(name: str, model) -> dict:
+@dataclass(frozen=True)
+class Photo:
+    """A photo's superpixels and its lookup tables: clean and the noisy copies."""
+
+    name: str
+    image: np.ndarray
+    segments: np.ndarray
+    slic: dict
+    target: int
+    target_probability: float
+    tables: list[np.ndarray]  # [clean, *noisy], each (2^m,) by `index_of`
+    noisy_pixels: list[np.ndarray]
+    table_seconds: float
+
+    @property
+    def m(self) -> int:
+        return int(self.segments.max()) + 1
+
+
+def load_photo(name: str, model=None) -> Photo:
+    """Segments and tables of one photo; the tables are cached under CACHE (pure functions
+    of the photo, its segments and the target), so estimator experiments cost no model
+    calls: `load_photo(name)` without a model reads the cache (the model is loaded only if
+    a table is missing)."""
     from skimage import data
 
     image = getattr(data, name)()
     started = time.perf_counter()
     segments, slic = segments_for(image)
     m = int(segments.max()) + 1
-    grid = InputGrid(model.card, image.shape[:2])
-    probabilities = to_output_space(model(grid.image(image)[None]), model.card, "probability")[0]
-    target = int(np.argmax(probabilities))
     noisy_pixels = [
         np.clip(
             np.round(image + np.random.default_rng(s).normal(0, SIGMA, image.shape)), 0, 255
         ).astype(np.uint8)
         for s in NOISE
     ]
+    found = sorted(CACHE.glob(f"{name}-m{m}-t*.npz"))
+    if model is None and found and not os.environ.get("GLIMPSE_QUALITY_NO_CACHE"):
+        with np.load(found[0]) as cached:
+            tables = list(cached["tables"])
+            target = int(cached["target"])
+            target_probability = float(cached["target_probability"])
+        return Photo(
+            name, image, segments, slic, target, target_probability, tables, noisy_pixels, 0.0
+        )
+    model = model if model is not None else load_model()
+    grid = InputGrid(model.card, image.shape[:2])
+    probabilities = to_output_space(model(grid.image(image)[None]), model.card, "probability")[0]
+    target = int(np.argmax(probabilities))
     cache = CACHE / f"{name}-m{m}-t{target}.npz"  # tables are pure functions of these
     if cache.is_file() and not os.environ.get("GLIMPSE_QUALITY_NO_CACHE"):
-        tables = list(np.load(cache)["tables"])
+        with np.load(cache) as cached:
+            tables = list(cached["tables"])
     else:
         tables = [table(model, px, segments, target) for px in [image, *noisy_pixels]]
         CACHE.mkdir(parents=True, exist_ok=True)
-        np.savez(cache, tables=np.array(tables))
-    clean = tables[0]
-    noisy = list(zip(noisy_pixels, tables[1:], strict=True))
-    table_seconds = time.perf_counter() - started
+        np.savez(
+            cache,
+            tables=np.array(tables),
+            target=target,
+            target_probability=float(probabilities[target]),
+        )
+    return Photo(
+        name,
+        image,
+        segments,
+        slic,
+        target,
+        float(probabilities[target]),
+        tables,
+        noisy_pixels,
+        round(time.perf_counter() - started, 1),
+    )
+
+
+def photo(name: str, model) -> dict:
+    p = load_photo(name, model)
+    image, segments, m, target = p.image, p.segments, p.m, p.target
+    clean = p.tables[0]
+    noisy = list(zip(p.noisy_pixels, p.tables[1:], strict=True))
+    table_seconds = p.table_seconds
     shapley = exact_shapley(clean, m)
     lime_ref = lime_estimand(clean, m)
 
@@ -293,14 +369,16 @@ def photo(name: str, model) -> dict:
         for budget in BUDGETS:
             seeds = SEEDS if method in PEERS else MORE_SEEDS
             by_seed = [run(clean, image, segments, m, budget, s) for s in seeds]
-            by_noise = [run(v, px, segments, m, budget, 0) for px, v in noisy]
+            # the same seed on both noisy copies (the same draw where the sampler allows it)
+            by_noise = [[run(v, px, segments, m, budget, s) for px, v in noisy] for s in seeds]
             rows[str(budget)] = {
                 "rel_l2_vs_shapley": float(np.mean([rel_l2(w, shapley) for w in by_seed])),
                 "top5_vs_shapley": float(np.mean([top5(w, shapley) for w in by_seed])),
                 "rel_l2_vs_own_estimand": float(np.mean([rel_l2(w, ref) for w in by_seed])),
                 "top5_vs_own_estimand": float(np.mean([top5(w, ref) for w in by_seed])),
                 "seed_to_seed_spearman": mean_pairwise(by_seed),
-                "noise_to_noise_spearman": mean_pairwise(by_noise),
+                "noise_to_noise_spearman": float(np.mean([mean_pairwise(b) for b in by_noise])),
+                "noise_to_noise_spearman_seed0": mean_pairwise(by_noise[0]),
             }
         methods[method] = rows
 
@@ -309,28 +387,40 @@ def photo(name: str, model) -> dict:
         ("glimpse_kernel_shap", KernelShap(), shapley),
         ("glimpse_lime", Lime(), lime_ref),
     ):
-        runs = [glimpse(estimator, clean, m, "auto", s) for s in SEEDS]
-        fixed_1000 = [glimpse(estimator, clean, m, 1000, s)[0] for s in SEEDS]
+        runs = [glimpse(estimator, clean, m, "auto", s) for s in MORE_SEEDS]
+        fixed_1000 = [glimpse(estimator, clean, m, 1000, s)[0] for s in MORE_SEEDS]
         auto[method] = {
             "evaluations": [spent.evaluations for _, spent in runs],
             "rounds": [spent.rounds for _, spent in runs],
             "converged": [spent.converged for _, spent in runs],
             "top5_vs_reference": [top5(w, ref) for w, _ in runs],
+            "top5_within_delta_of_reference": [top5_within_delta(w, ref) for w, _ in runs],
             "fixed_1000_top5_vs_reference": [top5(w, ref) for w in fixed_1000],
             "fewer_than_1000_and_top5_agrees": [
                 bool(spent.evaluations < 1000 and top5(w, ref) == 1.0) for w, spent in runs
             ],
+            "fewer_than_1000_and_top5_within_delta": [
+                bool(spent.evaluations < 1000 and top5_within_delta(w, ref)) for w, spent in runs
+            ],
         }
+    noisy_shapley = [exact_shapley(v, m) for _, v in noisy]
+    noisy_lime = [lime_estimand(v, m) for _, v in noisy]
     return {
         "photo": name,
-        "slic": slic,
+        "slic": p.slic,
         "superpixels": m,
         "target_class": target,
-        "target_probability": float(probabilities[target]),
+        "target_probability": p.target_probability,
         "table_evaluations": (1 + len(NOISE)) * 2**m,
         "table_seconds": round(table_seconds, 1),
         "reference_shapley": [round(float(v), 6) for v in shapley],
         "reference_top5_gap": _reference_gap(shapley),
+        "reference_delta": INDIFFERENCE * float(np.abs(shapley).sum()),
+        # what a perfect estimator would score: the references of the two noisy copies
+        "reference_noise_to_noise_spearman": {
+            "shapley": spearman(*noisy_shapley),
+            "lime_estimand": spearman(*noisy_lime),
+        },
         "methods": methods,
         "auto": auto,
     }
@@ -361,15 +451,40 @@ def targets(photos: list[dict]) -> dict:
     ):
         ks = [at(p, "glimpse_kernel_shap", 1000, key) for p in photos]
         li = [at(p, "lime_image", 1000, key) for p in photos]
-        out[f"kernel_shap_{name}_1000_ge_0.9_and_above_lime_image"] = {
+        entry = {
             "glimpse_kernel_shap": ks,
             "lime_image": li,
             "met": bool(all(a >= 0.9 and a > b for a, b in zip(ks, li, strict=True))),
         }
-    wins = [p["auto"]["glimpse_kernel_shap"]["fewer_than_1000_and_top5_agrees"][0] for p in photos]
+        if name == "noise_to_noise":
+            # what exact Shapley values score (an estimator drawing the same coalitions for
+            # both copies can exceed it a little), and the definition before this file
+            # averaged over seeds: seed 0 alone
+            entry["exact_shapley"] = [
+                p["reference_noise_to_noise_spearman"]["shapley"] for p in photos
+            ]
+            entry["exact_lime_estimand"] = [
+                p["reference_noise_to_noise_spearman"]["lime_estimand"] for p in photos
+            ]
+            for method in ("glimpse_kernel_shap", "lime_image"):
+                entry[f"{method}_seed0"] = [
+                    at(p, method, 1000, "noise_to_noise_spearman_seed0") for p in photos
+                ]
+        out[f"kernel_shap_{name}_1000_ge_0.9_and_above_lime_image"] = entry
+    auto = [p["auto"]["glimpse_kernel_shap"] for p in photos]
+    strict = [a["fewer_than_1000_and_top5_agrees"][0] for a in auto]
+    tied = [a["fewer_than_1000_and_top5_within_delta"][0] for a in auto]
     out["auto_kernel_shap_seed0_under_1000_with_top5_agreeing_on_2_of_3_photos"] = {
-        "per_photo": wins,
-        "met": sum(wins) >= 2,
+        "per_photo": strict,
+        "met": sum(strict) >= 2,
+        "per_photo_up_to_ties_within_delta": tied,
+        "met_up_to_ties_within_delta": sum(tied) >= 2,
+        "seeds_0_9_under_1000_and_agreeing_per_photo": [
+            sum(a["fewer_than_1000_and_top5_agrees"]) for a in auto
+        ],
+        "seeds_0_9_under_1000_and_within_delta_per_photo": [
+            sum(a["fewer_than_1000_and_top5_within_delta"]) for a in auto
+        ],
     }
     return out
 
@@ -389,12 +504,18 @@ def main() -> None:
         "notes": [
             "rel_l2 and top5 are means over seeds 0-9 (peers: 0-2); "
             "top5 = |top5(est) ∩ top5(ref)| / 5",
-            "seed_to_seed_spearman: mean over pairs of those seeds; noise_to_noise: the two "
-            "noisy copies, seed 0",
-            "glimpse_kernel_shap: stratified by size, without replacement (the default); "
-            "_iid: sizes drawn at random with replacement (shap's way, the previous default); "
-            "_leverage: stratified with every size equally often; random_paired_only: no "
-            "enumeration (the auto design not kept)",
+            "seed_to_seed_spearman: mean over pairs of those seeds; noise_to_noise: Spearman "
+            "between the two noisy copies at the same seed, mean over those seeds (_seed0: "
+            "seed 0 alone); reference_noise_to_noise_spearman: the same for the exact values, "
+            "the ceiling of any estimator of that reference",
+            "glimpse_kernel_shap: the default, stratified by size without replacement, "
+            "order-3 surrogate (main effects, pairs, ridge-penalised triples); _order1: the "
+            "same sampler with the linear surrogate (the previous default); _order1_iid: sizes "
+            "drawn at random with replacement (shap's way); _leverage: order 3, stratified "
+            "with every size equally often; random_paired_only: no enumeration, order 1",
+            "auto: seeds 0-9; top5_within_delta: the estimated top 5 equals the reference's "
+            "up to members whose reference value is within reference_delta (1 % of "
+            "Σ|reference|) of the reference's 5th",
             "LIME methods estimate LIME's regression, not Shapley values: *_vs_own_estimand",
             "shap KernelExplainer with l1_reg=False (its default num_features(10) would zero "
             "weights of 12 superpixels); its background is the all-hidden coalition",

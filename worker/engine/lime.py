@@ -49,7 +49,7 @@ class Lime:
         self, coalitions: Coalitions, y: np.ndarray, f_full: np.ndarray, f_empty: np.ndarray | None
     ) -> Fit:
         coef, intercept, r2 = weighted_ridge(coalitions.z, y, coalitions.weights, self.alpha)
-        se, separated = ridge_errors(
+        errors = ridge_errors(
             coalitions.z, y, coalitions.weights, self.alpha, coef, intercept, coalitions.groups
         )
-        return Fit(weights=coef, base_value=intercept, score=r2, se=se, separated=separated)
+        return Fit(coef, intercept, r2, errors.se, errors.separated, errors.settled)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from itertools import combinations
+
 import numpy as np
 
 
@@ -66,3 +69,71 @@ def constrained_wls(
     head = np.linalg.lstsq(design * sw, target * sw, rcond=None)[0]  # (m-1, k)
     last = delta - head.sum(axis=0)
     return np.vstack([head, last[None, :]]).T
+
+
+@dataclass(frozen=True)
+class Reduced:
+    """Kernel SHAP's regression on a polynomial surrogate, constraints eliminated.
+
+    The surrogate, in the ±1 (Fourier) basis χ_i = 2z_i − 1, is
+    g(z) = c + Σ a_i χ_i + Σ_{i<j} a_ij χ_iχ_j + Σ_{(i,j,l) ∈ triples} a_ijl χ_iχ_jχ_l, with
+    g(∅) = f(∅) and g(all shown) = f(x) imposed exactly; its Shapley values are
+    φ_i = 2a_i + (2/3) Σ_{triples ∋ i} a_ijl (even terms give none). The last feature's a_m and
+    c are eliminated: target ≈ x β, β = (a_1..a_{m−1}, a_triples, a_pairs).
+    x: (n, p); target: (n, k); penalty: (p,) ridge on each coefficient; to_phi: (p, m − 1),
+    φ_{<m} = βᵀ to_phi and φ_m = Δ − Σ φ_{<m}; delta: (k,) f(x) − f(∅).
+    """
+
+    x: np.ndarray
+    target: np.ndarray
+    penalty: np.ndarray
+    to_phi: np.ndarray
+    delta: np.ndarray
+
+    def phi(self, beta: np.ndarray) -> np.ndarray:
+        """beta (p, k) -> φ (k, m), efficiency exact."""
+        head = beta.T @ self.to_phi  # (k, m-1)
+        return np.hstack([head, (self.delta - head.sum(axis=1))[:, None]])
+
+
+def interaction_design(
+    z: np.ndarray,
+    y: np.ndarray,
+    f_empty: np.ndarray,
+    f_full: np.ndarray,
+    members: np.ndarray,
+    ridge: float,
+) -> Reduced:
+    """z: (n, m) {0,1}; y: (n, k); members: (r,) sorted feature ids whose pairs and triples
+    enter the surrogate (every main effect does); ridge: the penalty on each triple's
+    coefficient (main effects and pairs are not penalised). Needs m >= 2."""
+    chi = 2.0 * z.astype(np.float64) - 1.0
+    m = chi.shape[1]
+    last = chi[:, -1:]
+    delta = (f_full - f_empty).astype(np.float64)
+    pairs = np.array(list(combinations(members.tolist(), 2)), np.intp).reshape(-1, 2)
+    triples = np.array(list(combinations(members.tolist(), 3)), np.intp).reshape(-1, 3)
+    cubic = chi[:, triples[:, 0]] * chi[:, triples[:, 1]] * chi[:, triples[:, 2]]
+    x = np.hstack([chi[:, :-1] - last, cubic - last, chi[:, pairs[:, 0]] * chi[:, pairs[:, 1]] - 1])
+    target = y.astype(np.float64) - 0.5 * (f_empty + f_full)[None, :] - 0.5 * last * delta[None, :]
+    penalty = np.zeros(x.shape[1])
+    penalty[m - 1 : m - 1 + len(triples)] = ridge
+    to_phi = np.zeros((x.shape[1], m - 1))
+    to_phi[np.arange(m - 1), np.arange(m - 1)] = 2.0
+    for col in range(3):  # a triple's coefficient goes 2/3 to each of its members
+        member = triples[:, col]
+        inside = member < m - 1
+        to_phi[m - 1 + np.flatnonzero(inside), member[inside]] += 2.0 / 3.0
+    return Reduced(x, target, penalty, to_phi, delta)
+
+
+def penalised_wls(reduced: Reduced, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """min Σ w (target − xβ)² + Σ penalty β² -> β (p, k) and A⁻¹ (p, p), A = xᵀWx +
+    diag(penalty) (pseudo-inverse: least norm where rows leave pair terms undetermined;
+    under paired sampling those never reach φ)."""
+    w = w.astype(np.float64)
+    xw = reduced.x * w[:, None]
+    gram = xw.T @ reduced.x
+    gram[np.diag_indices_from(gram)] += reduced.penalty
+    bread_inv = np.linalg.pinv(gram, rcond=1e-12, hermitian=True)
+    return bread_inv @ (xw.T @ reduced.target), bread_inv

@@ -5,8 +5,10 @@ top-k superpixels are settled.
 rounded up to even, capped at max_samples). Each round asks the estimator for its design at
 the new budget, keeping what earlier rounds drew (`Estimator.grow`); every distinct
 coalition is evaluated once, so a round costs only its new coalitions. After each round's
-fit it stops, converged, when for every target the top-k set is separated from the rest
-(uncertainty.py) and equal to the previous round's; else at max_samples, not converged.
+fit it stops, converged, when for every target the top-k set is settled (uncertainty.py:
+each top-k/rest pair separated at 95 % or confidently within δ = 1 % of Σ|weights|) and
+nothing left the previous round's top-k set except for members now within δ of the k-th
+weight (a swap inside the indifference zone); else at max_samples, not converged.
 All draws come from the one Generator in a fixed order, so the seed fixes the rounds and
 the numbers, whatever the batch size.
 """
@@ -20,7 +22,7 @@ from math import ceil
 import numpy as np
 
 from worker.engine.coalitions import Estimator, Fit
-from worker.engine.uncertainty import top_sets
+from worker.engine.uncertainty import kept_up_to_ties, top_sets
 
 GROWTH = 1.5
 FIRST_PER_SEGMENT = 4
@@ -128,7 +130,10 @@ def adaptive(
         fit = estimator.fit(coalitions, y, f_full, f_empty)
         top = top_sets(fit.weights)
         settled = m < 2 or (
-            fit.separated is not None and bool(fit.separated.all()) and top == previous_top
+            fit.settled is not None
+            and bool(fit.settled.all())
+            and previous_top is not None
+            and kept_up_to_ties(fit.weights, previous_top)
         )
         if settled or budget >= max_samples:
             break

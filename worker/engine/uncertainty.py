@@ -18,18 +18,42 @@ penalty make Σ u_g ≠ 0 at the solution).
 
 Rows that are not random (coalitions enumerated exactly, the unperturbed image) add no
 variance, so a fully enumerated Kernel SHAP has standard errors 0.
+
+Whether the top k is settled (num_samples "auto", rounds.py) is an indifference-zone rule
+(ranking and selection, Bechhofer 1954): every pair of a top-k weight and one outside is
+either separated at 95 % or confidently closer than δ = INDIFFERENCE · Σ|w| (1 % of the
+attribution's total mass), a tie whose order no reader should act on. `separated` (the
+result's top_separated) stays strict: the k-th weight above the (k+1)-th at 95 %.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
+
+from worker.engine.regression import Reduced
 
 #: How many of the largest weights must be set apart from the rest (min(TOP_K, m - 1)).
 TOP_K = 5
 #: Two-sided 95 %: the k-th weight exceeds the (k+1)-th by Z standard errors of the gap.
 Z = 1.96
+#: The indifference zone δ of `settled`, as a share of Σ|weights|: two weights closer than
+#: this are a tie whose order does not matter.
+INDIFFERENCE = 0.01
+
+
+@dataclass(frozen=True)
+class Errors:
+    """se: (k, m) standard errors; separated: (k,) bool, the k-th weight exceeds the
+    (k+1)-th by Z standard deviations of their difference; settled: (k,) bool, every pair
+    (a in the top k, b outside) is either separated (w_a − w_b > Z·sd) or confidently a tie
+    (w_a − w_b + Z·sd ≤ δ, δ = INDIFFERENCE · Σ|w|). None where m < 2."""
+
+    se: np.ndarray
+    separated: np.ndarray | None
+    settled: np.ndarray | None
 
 
 def top_k(m: int) -> int:
@@ -42,6 +66,20 @@ def top_sets(weights: np.ndarray) -> list[frozenset[int]]:
     return [frozenset(np.argsort(-row, kind="stable")[:k].tolist()) for row in weights]
 
 
+def kept_up_to_ties(weights: np.ndarray, previous: list[frozenset[int]]) -> bool:
+    """weights: (k, m); previous: each target's earlier top set. True when, for every target,
+    whatever left the top set since is within δ (INDIFFERENCE · Σ|w|) of the k-th weight
+    now: a swap inside the indifference zone, not a change of mind."""
+    for row, before in zip(weights, previous, strict=True):
+        ranked = np.argsort(-row, kind="stable")
+        kth = row[ranked[top_k(len(row)) - 1]]
+        delta = INDIFFERENCE * float(np.abs(row).sum())
+        left = [i for i in before if i not in set(ranked[: top_k(len(row))].tolist())]
+        if any(kth - row[i] > delta for i in left):
+            return False
+    return True
+
+
 def sandwich(
     x: np.ndarray,
     w: np.ndarray,
@@ -52,7 +90,8 @@ def sandwich(
     expand: Callable[[np.ndarray], np.ndarray] | None = None,
     strata: np.ndarray | None = None,
     fraction: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray | None]:
+    leverage: float = 0.0,
+) -> Errors:
     """Clustered (and stratified) sandwich standard errors and top-k separation.
 
     x: (n, p) the design as fitted; w: (n,) regression weights; residual: (n, k);
@@ -60,8 +99,8 @@ def sandwich(
     each row its own; weights: (k, m) the fitted weights; expand maps (G, p) influences to
     (G, m) where the fit eliminated a feature; strata, fraction: (n,) stratum of each row
     and the share of its population drawn without replacement (None: one stratum, drawn
-    with replacement). Returns se (k, m) and separated (k,) bool (None when m < 2):
-    w_(k) − w_(k+1) > Z · sd(w_(k) − w_(k+1)), covariance included.
+    with replacement); leverage: scale each unit's residuals by (I − H_g)^(−leverage)
+    (`_leverage_adjusted`; 0: none). Returns `Errors`, covariances included.
     """
     n = len(x)
     k, m = weights.shape
@@ -86,12 +125,19 @@ def sandwich(
         factor[members] = np.sqrt(fpc * size / (size - 1)) if size > 1 else np.sqrt(fpc)
     xr = x[random]
     wr = w[random]
+    adjusted = residual[random]
+    if leverage and n_groups:
+        adjusted = np.empty_like(adjusted)
+        adjusted[order] = _leverage_adjusted(
+            xr[order], wr[order], residual[random][order], starts, bread_inv, leverage
+        )
     top = top_k(m)
     se = np.zeros((k, m))
     separated = np.zeros(k, bool)
+    settled = np.zeros(k, bool)
     for t in range(k):
         if n_groups:
-            scores = xr * (wr * residual[random, t])[:, None]
+            scores = xr * (wr * adjusted[:, t])[:, None]
             u = np.add.reduceat(scores[order], starts, axis=0)  # (G, p)
             for h in np.unique(stratum):  # the fixed rows (and ridge's penalty) make Σu ≠ 0
                 members = stratum == h
@@ -102,14 +148,48 @@ def sandwich(
             influence = np.zeros((0, x.shape[1]))
         if expand is not None:
             influence = expand(influence)
-        se[t] = np.sqrt((influence**2).sum(axis=0))
+        cov = influence.T @ influence
+        se[t] = np.sqrt(np.diag(cov))
         if top >= 1:
             ranked = np.argsort(-weights[t], kind="stable")
-            a, b = ranked[top - 1], ranked[top]
-            gap = weights[t, a] - weights[t, b]
-            gap_sd = np.sqrt(((influence[:, a] - influence[:, b]) ** 2).sum())
-            separated[t] = bool(gap > Z * gap_sd)
-    return se, (separated if top >= 1 else None)
+            inside, outside = ranked[:top], ranked[top:]
+            gap = weights[t, inside][:, None] - weights[t, outside][None, :]
+            var = cov[inside, inside][:, None] + cov[outside, outside][None, :]
+            gap_sd = np.sqrt(np.clip(var - 2 * cov[np.ix_(inside, outside)], 0.0, None))
+            delta = INDIFFERENCE * float(np.abs(weights[t]).sum())
+            apart = gap > Z * gap_sd
+            separated[t] = bool(apart[-1, 0])
+            settled[t] = bool((apart | (gap + Z * gap_sd <= delta)).all())
+    if top < 1:
+        return Errors(se, None, None)
+    return Errors(se, separated, settled)
+
+
+def _leverage_adjusted(
+    x: np.ndarray,
+    w: np.ndarray,
+    residual: np.ndarray,
+    starts: np.ndarray,
+    bread_inv: np.ndarray,
+    power: float,
+) -> np.ndarray:
+    """Residuals of rows sorted by unit (units start at `starts`) scaled by each unit's
+    leverage: W_g^(-1/2) (I − H_g)^(−power) W_g^(1/2) r_g, H_g = W_g^(1/2) X_g A⁻¹ X_gᵀ W_g^(1/2)
+    (power 1: CR3, the jackknife; 1/2: CR2, Bell and McCaffrey 2002)."""
+    n = len(x)
+    sizes = np.diff(np.r_[starts, n])
+    out = np.empty_like(residual)
+    sw = np.sqrt(w)
+    for size in np.unique(sizes):
+        rows = starts[sizes == size][:, None] + np.arange(size)[None, :]  # (G_s, s)
+        xs = x[rows] * sw[rows][..., None]  # (G_s, s, p)
+        hat = xs @ bread_inv @ xs.transpose(0, 2, 1)  # (G_s, s, s)
+        values, vectors = np.linalg.eigh(np.eye(size) - hat)
+        scale = np.clip(values, 1e-3, None) ** -power
+        inverse = (vectors * scale[:, None, :]) @ vectors.transpose(0, 2, 1)
+        r = residual[rows] * sw[rows][..., None]  # (G_s, s, k)
+        out[rows] = (inverse @ r) / sw[rows][..., None]
+    return out
 
 
 def ridge_errors(
@@ -120,7 +200,7 @@ def ridge_errors(
     coef: np.ndarray,
     intercept: np.ndarray,
     groups: np.ndarray | None,
-) -> tuple[np.ndarray, np.ndarray | None]:
+) -> Errors:
     """Standard errors of `regression.weighted_ridge`'s coef (k, m); see `sandwich`."""
     x = x.astype(np.float64)
     w = w.astype(np.float64)
@@ -142,9 +222,10 @@ def constrained_wls_errors(
     groups: np.ndarray | None,
     strata: np.ndarray | None = None,
     fraction: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray | None]:
+) -> Errors:
     """Standard errors of `regression.constrained_wls`'s φ (k, m): the sandwich of the
-    reduced problem (last feature eliminated), mapped back with φ_m = Δ − Σ φ_{<m}."""
+    reduced problem (last feature eliminated), residuals scaled by each unit's leverage
+    (CR3, as `penalised_wls_errors`), mapped back with φ_m = Δ − Σ φ_{<m}."""
     z = z.astype(np.float64)
     delta = (f_full - f_empty).astype(np.float64)
     design = z[:, :-1] - z[:, -1:]
@@ -156,4 +237,41 @@ def constrained_wls_errors(
     def expand(influence: np.ndarray) -> np.ndarray:
         return np.hstack([influence, -influence.sum(axis=1, keepdims=True)])
 
-    return sandwich(design, w, residual, bread_inv, groups, phi, expand, strata, fraction)
+    return sandwich(
+        design, w, residual, bread_inv, groups, phi, expand, strata, fraction, leverage=1.0
+    )
+
+
+def penalised_wls_errors(
+    reduced: Reduced,
+    w: np.ndarray,
+    beta: np.ndarray,
+    bread_inv: np.ndarray,
+    phi: np.ndarray,
+    groups: np.ndarray | None,
+    strata: np.ndarray | None = None,
+    fraction: np.ndarray | None = None,
+) -> Errors:
+    """Standard errors of `regression.penalised_wls`'s φ (k, m): the sandwich of the reduced
+    problem with bread A = xᵀWx + diag(penalty), each unit's residuals scaled by its
+    leverage (CR3: with a few hundred terms the plain sandwich is 2× too small), its
+    influence mapped to φ through `reduced.to_phi` and φ_m = Δ − Σ φ_{<m}. It is the spread
+    from seed to seed; the ridge's bias (shrinking as 1/n) is not in it."""
+    residual = reduced.target - reduced.x @ beta
+
+    def expand(influence: np.ndarray) -> np.ndarray:
+        head = influence @ reduced.to_phi
+        return np.hstack([head, -head.sum(axis=1, keepdims=True)])
+
+    return sandwich(
+        reduced.x,
+        w.astype(np.float64),
+        residual,
+        bread_inv,
+        groups,
+        phi,
+        expand,
+        strata,
+        fraction,
+        leverage=1.0,
+    )

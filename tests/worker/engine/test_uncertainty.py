@@ -13,7 +13,7 @@ from glimpse.params import parse_params
 from worker.engine.explain import explain
 from worker.engine.kernel_shap import KernelShap
 from worker.engine.lime import Lime
-from worker.engine.uncertainty import top_sets
+from worker.engine.uncertainty import INDIFFERENCE, kept_up_to_ties, top_sets
 
 M = 10
 A = np.linspace(1.0, 0.1, M)
@@ -95,3 +95,29 @@ def test_separation_needs_a_gap_larger_than_its_noise() -> None:
     fit = KernelShap().fit(c, tied(c.z), tied(ones)[0], tied(zeros)[0])
     assert fit.separated is not None and not fit.separated[0]
     assert top_sets(np.array([[5.0, 1, 4, 2, 3, 0.5, 0]])) == [frozenset({0, 1, 2, 3, 4})]
+
+
+def test_a_tie_inside_the_indifference_zone_is_settled_but_not_separated() -> None:
+    """Superpixels 4 and 5 have equal true weights (the 5th and 6th), the rest are far apart
+    and a wiggle among 6..9 adds noise: the top 5 is settled (the 4/5 order is a tie within
+    δ = 1 % of Σ|w|), not separated."""
+    a = np.array([3.0, 2.5, 2.0, 1.5, 1.0, 1.0, 0.2, 0.1, 0.05, 0.0])
+
+    def f(z: np.ndarray) -> np.ndarray:
+        x = z.astype(np.float64)
+        return (x @ a + 0.3 * np.sin(2.0 * x[:, 6:].sum(axis=1)))[:, None]
+
+    c = KernelShap().sample(M, 600, np.random.default_rng(0))
+    ones, zeros = np.ones((1, M), bool), np.zeros((1, M), bool)
+    fit = KernelShap().fit(c, f(c.z), f(ones)[0], f(zeros)[0])
+    assert fit.se is not None and fit.se[0, 4] > 0
+    assert fit.settled is not None and bool(fit.settled[0])
+    assert fit.separated is not None and not fit.separated[0]
+    assert abs(fit.weights[0, 4] - fit.weights[0, 5]) < INDIFFERENCE * np.abs(fit.weights).sum()
+
+
+def test_a_swap_counts_as_kept_only_inside_the_indifference_zone() -> None:
+    w = np.array([[5.0, 4.0, 3.0, 2.0, 1.0, 0.999, 0.5]])  # δ = 0.165
+    assert kept_up_to_ties(w, [frozenset({0, 1, 2, 3, 4})])
+    assert kept_up_to_ties(w, [frozenset({0, 1, 2, 3, 5})])  # 5 left, 0.001 below the 5th
+    assert not kept_up_to_ties(w, [frozenset({0, 1, 2, 3, 6})])  # 6 is 0.5 below
