@@ -88,9 +88,10 @@ def normalize(raw: Any, settings: Settings, registry: ModelRegistry) -> ExplainP
     )
 
 
-def ensure_room(queue: Queue, settings: Settings) -> None:
-    """Backpressure: 503 with Retry-After once the queue holds max_queue_length jobs."""
-    if queue.count >= settings.max_queue_length:
+def ensure_room(queue: Queue, settings: Settings, *, waiting: int | None = None) -> None:
+    """Backpressure: 503 with Retry-After once the queue holds max_queue_length jobs.
+    `waiting`: the queue's length where the caller has read it already."""
+    if (queue.count if waiting is None else waiting) >= settings.max_queue_length:
         raise ServiceUnavailable(
             f"the queue is full ({settings.max_queue_length} jobs waiting); try again later",
             retry_after=settings.retry_after_s,
@@ -119,20 +120,29 @@ def submit(
     card = registry.get(params.model or settings.default_model).card
     check_request(params, card, image.height, image.width, settings)
     cache_key = owned_cache_key(params.cache_key(image.sha256), owner)
-    if params.cache:
-        existing = store.cached(cache_key, owner=owner)
+    # One round trip asks for both the cache entry and the queue's length: under load, every
+    # wait on Redis is a wait for the GIL too.
+    with store.redis.pipeline(transaction=False) as probe:
+        probe.get(store.cache_index_key(cache_key))
+        probe.llen(queue.key)
+        cached_id, waiting = probe.execute()
+    if params.cache and cached_id is not None:
+        existing = store.reusable(cached_id.decode(), owner=owner)
         if existing is not None:
             return existing, False
-    ensure_room(queue, settings)
-    job = store.create(
-        image=submission.image,
-        sha256=image.sha256,
-        params=params.model_dump(mode="json"),
-        cache_key=cache_key,
-        total=params.budget,
-        owner=owner,
-    )
-    try:
+    ensure_room(queue, settings, waiting=waiting)
+    # One MULTI/EXEC stores the job and queues it: a job is both or neither, whatever fails.
+    with store.redis.pipeline(transaction=True) as pipe:
+        pipe.multi()  # explicit, as RQ expects of a pipeline it is handed
+        job = store.create(
+            image=submission.image,
+            sha256=image.sha256,
+            params=params.model_dump(mode="json"),
+            cache_key=cache_key,
+            total=params.budget,
+            owner=owner,
+            pipeline=pipe,
+        )
         queue.enqueue_call(
             JOB_FUNCTION,
             args=[job.id],
@@ -145,10 +155,9 @@ def submit(
             # Only a dead worker's job is retried: the job function records its own failures.
             retry=Retry(max=settings.job_retries) if settings.job_retries else None,
             description=f"explain {params.method} {params.model} {image.sha256[:12]}",
+            pipeline=pipe,
         )
-    except Exception:
-        store.delete(job.id)
-        raise
+        pipe.execute()
     return job, True
 
 
@@ -184,7 +193,10 @@ def delete(store: JobStore, queue: Queue, job_id: str) -> None:
     if status is None:
         raise NotFound(f"no explanation job {job_id!r}")
     if status == "queued":
-        with contextlib.suppress(NoSuchJobError):
+        # ValueError: a worker took the job and ended an execution of it between RQ's reading
+        # of its execution registry and of the execution (RQ 3). The job is then no longer
+        # queued: its worker finds the record gone and stops, and RQ expires its own copy.
+        with contextlib.suppress(NoSuchJobError, ValueError):
             RQJob.fetch(job_id, connection=queue.connection, serializer=queue.serializer).delete()
 
 

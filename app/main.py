@@ -5,7 +5,12 @@ The app validates and queues; it never loads a model runtime (no onnxruntime, no
 
 from __future__ import annotations
 
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
 from fastapi.staticfiles import StaticFiles
 from redis import Redis
 from rq import Queue
@@ -16,9 +21,12 @@ from app.api.routes import explanations, health, kserve, metrics, models, web
 from app.auth import KeyRing
 from app.metrics import Metrics, MetricsMiddleware
 from app.ratelimit import RateLimiter
+from app.warmup import rehearse_submission, warm_up
 from glimpse.cards import ModelRegistry
 from glimpse.settings import Settings, get_settings
 from glimpse.store import JobStore
+
+log = logging.getLogger("glimpse.api")
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -42,9 +50,20 @@ TAGS = [
 ]
 
 
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    await run_in_threadpool(warm_up, app)
+    status = await rehearse_submission(app)
+    if status not in (401, 422, 503):  # refused as meant: no key, num_samples 0, Redis down
+        log.warning("warm-up: the rehearsal submission was answered %d, not refused", status)
+    yield
+    app.state.redis.close()
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     app = FastAPI(
+        lifespan=lifespan,
         title="Glimpse",
         version="0.1.0",
         description=DESCRIPTION,

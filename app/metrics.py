@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 from rq import Queue, Worker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.warmup import REHEARSAL
 from glimpse.store import DURATION_BUCKETS, JobStore
 
 log = logging.getLogger("glimpse.api")
@@ -106,7 +107,7 @@ class MetricsMiddleware:
         self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or REHEARSAL in scope.get("extensions", {}):
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()

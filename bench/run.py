@@ -12,6 +12,7 @@ Partition explainer) on the same ONNX session, and the REST figures through a re
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -223,6 +224,24 @@ class Service:
                 raise RuntimeError("glimpse up exited before it was ready")
             time.sleep(0.3)
         raise RuntimeError("glimpse up was not ready within 120 s")
+
+    def api_pids(self) -> list[int]:
+        """The API's processes: the `uvicorn` that `glimpse up` started and its children
+        (one per API process under `WEB_CONCURRENCY`). Linux /proc."""
+        children: dict[int, list[int]] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError):
+                ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(stat.parent.name))
+
+        def descendants(pid: int) -> list[int]:
+            return [pid] + [d for c in children.get(pid, []) for d in descendants(c)]
+
+        for pid in descendants(self.proc.pid):
+            with contextlib.suppress(OSError):
+                if b"uvicorn" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    return descendants(pid)
+        raise RuntimeError("glimpse up has no uvicorn process")
 
     def __exit__(self, *exc: object) -> None:
         self.proc.send_signal(signal.SIGTERM)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -136,10 +137,13 @@ def check_name(name: str) -> str:
 
 
 class ModelRegistry:
-    """The models folder: `NAME/model.json` cards, read on each call (folders may change)."""
+    """The models folder: `NAME/model.json` cards. Folders may change while it runs: every
+    call looks at the card file again, and parses it again only when it changed (size,
+    modification time or inode: a card replaced by a rename is seen at once)."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self._parsed: dict[str, tuple[tuple[int, int, int], RegisteredModel]] = {}
 
     def folder(self, name: str) -> Path:
         """The folder of model `name`: a direct child of the models folder, whatever `name`
@@ -153,13 +157,24 @@ class ModelRegistry:
     def get(self, name: str) -> RegisteredModel:
         folder = self.folder(name)
         card_path = folder / "model.json"
-        if not card_path.is_file():
+        try:
+            found = card_path.stat()
+        except OSError:
+            found = None
+        if found is None or not stat.S_ISREG(found.st_mode):
+            self._parsed.pop(name, None)
             raise NotFound(f"no model named {name!r} in {self.root}")
+        version = (found.st_mtime_ns, found.st_size, found.st_ino)
+        known = self._parsed.get(name)
+        if known is not None and known[0] == version:
+            return known[1]
         try:
             card = ModelCard.model_validate(json.loads(card_path.read_text(encoding="utf-8")))
         except (OSError, ValueError, ValidationError) as exc:
             raise ModelError(f"model {name!r}: bad card {card_path}: {exc}") from exc
-        return RegisteredModel(name=name, folder=folder, card=card)
+        model = RegisteredModel(name=name, folder=folder, card=card)
+        self._parsed[name] = (version, model)
+        return model
 
     def names(self) -> list[str]:
         if not self.root.is_dir():

@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from redis import Redis
+from redis.client import Pipeline
 
 from glimpse.settings import Settings
 
@@ -203,9 +204,13 @@ class JobStore:
         cache_key: str,
         total: int,
         owner: str = "",
+        pipeline: Pipeline | None = None,
     ) -> JobRecord:
         """Store the image (shared by sha256) and a new queued job; index it by cache key.
-        `owner`: the key id of the API key that submits it ('' without keys)."""
+        `owner`: the key id of the API key that submits it ('' without keys). `pipeline`: a
+        transaction of the caller's to add the writes to (the caller executes it: the API
+        enqueues the job in the same MULTI/EXEC, so a job is stored and queued, or neither);
+        without one they run at once, in a transaction of their own."""
         job_id = new_job_id()
         image_key = self.image_key(sha256)
         fields = {
@@ -223,14 +228,15 @@ class JobStore:
             "cache_key": cache_key,
             "owner": owner,
         }
-        pipe = self.redis.pipeline(transaction=True)
+        pipe = pipeline if pipeline is not None else self.redis.pipeline(transaction=True)
         pipe.set(image_key, image, ex=self.ttl)
         pipe.sadd(f"{image_key}:refs", job_id)
         pipe.expire(f"{image_key}:refs", self.ttl)
         pipe.hset(self.job_key(job_id), mapping=fields)
         pipe.expire(self.job_key(job_id), self.ttl)
         pipe.set(self.cache_index_key(cache_key), job_id, ex=self.ttl)
-        pipe.execute()
+        if pipeline is None:
+            pipe.execute()
         return JobRecord.from_hash({k.encode(): str(v).encode() for k, v in fields.items()})
 
     def get(self, job_id: str) -> JobRecord | None:
@@ -239,14 +245,12 @@ class JobStore:
         data = self.redis.hgetall(self.job_key(job_id))
         return JobRecord.from_hash(data) if data else None  # type: ignore[arg-type]
 
-    def cached(self, cache_key: str, *, owner: str = "") -> JobRecord | None:
-        """The job of `owner` that already computes this request, unless it failed or was
-        canceled. The cache key names the owner already; checking it again means a job is
-        never handed to another key, whatever the key looks like."""
-        job_id = self.redis.get(self.cache_index_key(cache_key))
-        if job_id is None:
-            return None
-        job = self.get(job_id.decode())  # type: ignore[union-attr]
+    def reusable(self, job_id: str, *, owner: str = "") -> JobRecord | None:
+        """Job `job_id`, read from the cache index (`cache_index_key`), if it is `owner`'s
+        and not failed or canceled: the job that already computes the request. The cache key
+        names the owner already; checking it again means a job is never handed to another
+        key, whatever the key looks like."""
+        job = self.get(job_id)
         if job is None or job.owner != owner:
             return None
         return job if job.status in REUSABLE else None
