@@ -23,13 +23,15 @@ PARAMS_EXAMPLE: dict[str, Any] = {
 }
 
 PARAMS_SCHEMA: dict[str, Any] = {
-    "type": "object",
+    "type": ["object", "null"],
     "description": (
-        "All optional; unknown keys are a 422. model (a registered name; default: the "
-        "server's), method (lime | kernel_shap), targets ({top_k} | {classes}), num_samples "
-        "(10..100000), batch_size, segmentation (quickshift | slic | felzenszwalb | grid), "
-        "background (constant | mean | blur), lime ({kernel_width, alpha, keep_probability}), "
-        "output_space (probability | logit), seed, cache."
+        "All optional (absent or null: every default); unknown keys are a 422. model (a "
+        "registered name; default: the server's), method (lime | kernel_shap | partition_shap | "
+        'gradcam | occlusion), targets ({top_k} | {classes}), num_samples (10..100000, or "auto"), '
+        "max_samples (the cap of auto), batch_size, segmentation (quickshift | slic | "
+        "felzenszwalb | grid), background (constant | mean | blur), lime ({kernel_width, "
+        "alpha, keep_probability}), occlusion ({window, stride}), gradcam ({layer}), quality "
+        "(faithfulness curves), output_space (probability | logit), seed, cache."
     ),
     "additionalProperties": True,
 }
@@ -47,11 +49,17 @@ SUBMIT_REQUEST_BODY: dict[str, Any] = {
                         "format": "binary",
                         "description": "the image file (JPEG, PNG, WebP, BMP, TIFF)",
                     },
+                    # The part's bytes are the JSON text of the object (`encoding` below), so
+                    # the schema is the object's: a part that is not a JSON object is refused.
                     "params": {
-                        "type": "string",
-                        "description": "the params object as a JSON string",
-                        "example": '{"method": "kernel_shap", "num_samples": 500, '
-                        '"targets": {"top_k": 2}}',
+                        **PARAMS_SCHEMA,
+                        "description": "the params object, as a JSON text part (leave the part "
+                        "out for every default). " + PARAMS_SCHEMA["description"],
+                        "example": {
+                            "method": "kernel_shap",
+                            "num_samples": 500,
+                            "targets": {"top_k": 2},
+                        },
                     },
                 },
             },

@@ -106,7 +106,13 @@ async def _from_multipart(request: Request) -> Submission:
         params: Any = None
         if isinstance(raw, UploadFile):
             raw = (await raw.read()).decode("utf-8", errors="replace")
-        if raw is not None and raw.strip():
+        if raw is not None:
+            if not raw.strip():
+                raise BadRequest(
+                    "the `params` part is empty; send a JSON object, or leave the part out "
+                    "for every default",
+                    errors=[{"loc": ["body", "params"], "msg": "empty part"}],
+                )
             params = loads_json(raw, loc=["body", "params"], what="the `params` part")
         return Submission(image=data, params=params)
     finally:

@@ -81,6 +81,19 @@ def test_400_multipart_params_not_json(live: httpx.Client, small_png: bytes) -> 
     assert assert_problem(r, 400)["errors"][0]["loc"] == ["body", "params"]
 
 
+@pytest.mark.parametrize("text", ["", "  \n"])
+def test_400_multipart_params_part_that_is_empty(
+    live: httpx.Client, small_png: bytes, text: str
+) -> None:
+    """A `params` part must hold a JSON object; for the defaults the part is left out."""
+    r = live.post(
+        "/v1/explanations",
+        files={"image": ("a.png", small_png, "image/png"), "params": (None, text)},
+    )
+    body = assert_problem(r, 400)
+    assert body["errors"][0]["loc"] == ["body", "params"] and "empty" in body["detail"]
+
+
 def test_400_broken_multipart(live: httpx.Client) -> None:
     r = live.post(
         "/v1/explanations",
