@@ -66,6 +66,8 @@ def test_metrics_exposes_requests_jobs_queue_and_evaluations(
         "glimpse_redis_up 1.0",
     ):
         assert name in text, name
+    # the submit p99 target (200 ms) has a bucket edge of its own
+    assert 'glimpse_http_request_duration_seconds_bucket{le="0.2",' in text
     assert (
         'glimpse_http_requests_total{method="GET",route="/v1/explanations/{job_id}",status="404"}'
         in text
