@@ -81,7 +81,8 @@ async def limit_submissions(request: Request, owner: OwnerDep) -> None:
     if limiter.limit == 0:
         return
     if owner:
-        await run_in_threadpool(limiter.admit, f"key:{owner}", "this API key")
+        who, what = f"key:{owner}", "this API key"
     else:
         host = request.client.host if request.client else "unknown"
-        await run_in_threadpool(limiter.admit, f"addr:{host}", "this client address")
+        who, what = f"addr:{host}", "this client address"
+    await run_in_threadpool(limiter.admit, who, what)

@@ -34,7 +34,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.run import Service, prepare_models  # noqa: E402
+from bench.run import Service, prepare_models, proc_stat  # noqa: E402
 from glimpse.images import encode_png  # noqa: E402
 
 #: A small but real job: the shared EfficientNet, 16 grid cells, 20 evaluations.
@@ -65,7 +65,7 @@ def cpu_seconds(pids: list[int]) -> float:
     """User + system CPU seconds of processes `pids` so far (Linux /proc)."""
     ticks = 0
     for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = proc_stat(pid)
         ticks += int(fields[11]) + int(fields[12])
     return ticks / os.sysconf("SC_CLK_TCK")
 

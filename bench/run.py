@@ -183,6 +183,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def proc_stat(pid: int | str) -> list[str]:
+    """The fields of /proc/PID/stat after the command name (which may hold spaces and
+    parentheses): [0] is the state, [1] the parent pid, [11] and [12] user and system ticks."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 class Service:
     """`glimpse up` on a free port with a scratch models folder; stopped on exit."""
 
@@ -231,7 +237,7 @@ class Service:
         children: dict[int, list[int]] = {}
         for stat in Path("/proc").glob("[0-9]*/stat"):
             with contextlib.suppress(OSError):
-                ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+                ppid = int(proc_stat(stat.parent.name)[1])
                 children.setdefault(ppid, []).append(int(stat.parent.name))
 
         def descendants(pid: int) -> list[int]:
