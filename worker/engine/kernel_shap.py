@@ -23,7 +23,8 @@ the odd interactions, three-way first (85–91 % of the odd misfit's energy on t
 photos). Fitting them cut the error 1.5–3.3× at every budget of bench/quality.py. With
 every coalition enumerated the order-1 fit is used (exact, SE 0); with more than SCREEN
 superpixels pairs and triples are taken among the SCREEN with the largest order-1 |φ|
-(per target); past MAX_DESIGN the order-1 fit is used.
+(per target). The design (a few hundred columns) is built and reduced a chunk of rows at
+a time (regression.CHUNK), so the fit's memory stays flat as the budget grows.
 
 `grow` gives the design at a larger budget for num_samples "auto" (rounds.py): the random
 coalitions drawn so far are kept where their sizes are still sampled, so no evaluation is
@@ -47,8 +48,6 @@ RIDGE = 80.0
 #: Superpixels whose pairs and triples enter the order-3 surrogate at most (C(12, 3) = 220
 #: triples); with more, the 12 with the largest order-1 |φ|, per target.
 SCREEN = 12
-#: Rows × columns of the order-3 design at most (float64: 64 MiB); larger: order 1.
-MAX_DESIGN = 1 << 23
 
 
 @dataclass(frozen=True)
@@ -169,7 +168,7 @@ class KernelShap:
         base = f_empty.astype(np.float64)
         sampled = coalitions.groups is None or bool((coalitions.groups >= 0).any())
         linear = constrained_wls(z, y, w, f_empty, f_full)
-        if self.order < 3 or not sampled or not order3_fits(m, len(z)):
+        if self.order < 3 or not sampled or m < 3:
             errors = constrained_wls_errors(
                 z,
                 y,
@@ -216,13 +215,6 @@ class KernelShap:
             np.concatenate(separated),
             np.concatenate(settled),
         )
-
-
-def order3_fits(m: int, n_rows: int) -> bool:
-    """Whether the order-3 surrogate is used: 3 superpixels or more, and a design of n_rows
-    rows within MAX_DESIGN entries."""
-    r = min(m, SCREEN)
-    return m >= 3 and n_rows * (m - 1 + comb(r, 3) + comb(r, 2)) <= MAX_DESIGN
 
 
 def screened(magnitude: np.ndarray) -> np.ndarray:

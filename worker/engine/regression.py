@@ -71,6 +71,16 @@ def constrained_wls(
     return np.vstack([head, last[None, :]]).T
 
 
+#: Design entries materialised at once (float64: 8 MiB): the order-3 fit and the sandwich
+#: walk their rows in chunks of this size, so their memory does not grow with the budget.
+CHUNK = 1 << 20
+
+
+def chunk_rows(columns: int) -> int:
+    """Rows of a `columns`-wide float64 design per chunk."""
+    return max(1, CHUNK // max(columns, 1))
+
+
 @dataclass(frozen=True)
 class Reduced:
     """Kernel SHAP's regression on a polynomial surrogate, constraints eliminated.
@@ -80,15 +90,45 @@ class Reduced:
     g(∅) = f(∅) and g(all shown) = f(x) imposed exactly; its Shapley values are
     φ_i = 2a_i + (2/3) Σ_{triples ∋ i} a_ijl (even terms give none). The last feature's a_m and
     c are eliminated: target ≈ x β, β = (a_1..a_{m−1}, a_triples, a_pairs).
-    x: (n, p); target: (n, k); penalty: (p,) ridge on each coefficient; to_phi: (p, m − 1),
-    φ_{<m} = βᵀ to_phi and φ_m = Δ − Σ φ_{<m}; delta: (k,) f(x) − f(∅).
+
+    The design x (n, p) is never held whole (p is a few hundred columns): `self[rows]` builds
+    the rows asked for from the coalitions z (n, m) bool, and `chunks` walks them in pieces
+    of CHUNK entries. target: (n, k); penalty: (p,) ridge on each coefficient; to_phi:
+    (p, m − 1), φ_{<m} = βᵀ to_phi and φ_m = Δ − Σ φ_{<m}; delta: (k,) f(x) − f(∅).
     """
 
-    x: np.ndarray
+    z: np.ndarray
+    pairs: np.ndarray
+    triples: np.ndarray
     target: np.ndarray
     penalty: np.ndarray
     to_phi: np.ndarray
     delta: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self.z), len(self.penalty)
+
+    def __len__(self) -> int:
+        return len(self.z)
+
+    def __getitem__(self, rows: slice | np.ndarray) -> np.ndarray:
+        """The design's rows (a slice or an index array) as (r, p) float64."""
+        chi = 2.0 * self.z[rows].astype(np.float64) - 1.0
+        last = chi[:, -1:]
+        t, q = self.triples, self.pairs
+        cubic = chi[:, t[:, 0]] * chi[:, t[:, 1]] * chi[:, t[:, 2]]
+        return np.hstack([chi[:, :-1] - last, cubic - last, chi[:, q[:, 0]] * chi[:, q[:, 1]] - 1])
+
+    def chunks(self) -> list[slice]:
+        step = chunk_rows(self.shape[1])
+        return [slice(a, a + step) for a in range(0, len(self), step)]
+
+    def predict(self, beta: np.ndarray) -> np.ndarray:
+        """x β (n, k), a chunk at a time."""
+        if not len(self):
+            return np.zeros((0, beta.shape[1]))
+        return np.vstack([self[rows] @ beta for rows in self.chunks()])
 
     def phi(self, beta: np.ndarray) -> np.ndarray:
         """beta (p, k) -> φ (k, m), efficiency exact."""
@@ -107,33 +147,38 @@ def interaction_design(
     """z: (n, m) {0,1}; y: (n, k); members: (r,) sorted feature ids whose pairs and triples
     enter the surrogate (every main effect does); ridge: the penalty on each triple's
     coefficient (main effects and pairs are not penalised). Needs m >= 2."""
-    chi = 2.0 * z.astype(np.float64) - 1.0
-    m = chi.shape[1]
-    last = chi[:, -1:]
+    z = np.asarray(z, bool)
+    m = z.shape[1]
+    last = 2.0 * z[:, -1:].astype(np.float64) - 1.0
     delta = (f_full - f_empty).astype(np.float64)
     pairs = np.array(list(combinations(members.tolist(), 2)), np.intp).reshape(-1, 2)
     triples = np.array(list(combinations(members.tolist(), 3)), np.intp).reshape(-1, 3)
-    cubic = chi[:, triples[:, 0]] * chi[:, triples[:, 1]] * chi[:, triples[:, 2]]
-    x = np.hstack([chi[:, :-1] - last, cubic - last, chi[:, pairs[:, 0]] * chi[:, pairs[:, 1]] - 1])
     target = y.astype(np.float64) - 0.5 * (f_empty + f_full)[None, :] - 0.5 * last * delta[None, :]
-    penalty = np.zeros(x.shape[1])
+    p = m - 1 + len(triples) + len(pairs)
+    penalty = np.zeros(p)
     penalty[m - 1 : m - 1 + len(triples)] = ridge
-    to_phi = np.zeros((x.shape[1], m - 1))
+    to_phi = np.zeros((p, m - 1))
     to_phi[np.arange(m - 1), np.arange(m - 1)] = 2.0
     for col in range(3):  # a triple's coefficient goes 2/3 to each of its members
         member = triples[:, col]
         inside = member < m - 1
         to_phi[m - 1 + np.flatnonzero(inside), member[inside]] += 2.0 / 3.0
-    return Reduced(x, target, penalty, to_phi, delta)
+    return Reduced(z, pairs, triples, target, penalty, to_phi, delta)
 
 
 def penalised_wls(reduced: Reduced, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """min Σ w (target − xβ)² + Σ penalty β² -> β (p, k) and A⁻¹ (p, p), A = xᵀWx +
     diag(penalty) (pseudo-inverse: least norm where rows leave pair terms undetermined;
-    under paired sampling those never reach φ)."""
+    under paired sampling those never reach φ). Accumulated a chunk of rows at a time."""
     w = w.astype(np.float64)
-    xw = reduced.x * w[:, None]
-    gram = xw.T @ reduced.x
+    p = reduced.shape[1]
+    gram = np.zeros((p, p))
+    rhs = np.zeros((p, reduced.target.shape[1]))
+    for rows in reduced.chunks():
+        x = reduced[rows]
+        xw = x * w[rows, None]
+        gram += xw.T @ x
+        rhs += xw.T @ reduced.target[rows]
     gram[np.diag_indices_from(gram)] += reduced.penalty
     bread_inv = np.linalg.pinv(gram, rcond=1e-12, hermitian=True)
-    return bread_inv @ (xw.T @ reduced.target), bread_inv
+    return bread_inv @ rhs, bread_inv

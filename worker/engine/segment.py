@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 from PIL import Image
-from skimage.segmentation import felzenszwalb, quickshift, slic
+from skimage.segmentation import felzenszwalb, slic
 
 from glimpse.errors import InvalidParams
 from glimpse.params import Felzenszwalb, Grid, Quickshift, Segmentation, Slic
+from worker.engine.quickshift import quickshift
 
 MAX_SEGMENTS = 4000
 
@@ -51,7 +52,7 @@ def _segment_rgb(image: np.ndarray, spec: Segmentation, seed: int) -> np.ndarray
             kernel_size=spec.kernel_size,
             max_dist=spec.max_dist,
             ratio=spec.ratio,
-            rng=seed,
+            seed=seed,
         )
     if isinstance(spec, Slic):
         return slic(

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from worker.engine.regression import Reduced
+from worker.engine.regression import Reduced, chunk_rows
 
 #: How many of the largest weights must be set apart from the rest (min(TOP_K, m - 1)).
 TOP_K = 5
@@ -81,7 +81,7 @@ def kept_up_to_ties(weights: np.ndarray, previous: list[frozenset[int]]) -> bool
 
 
 def sandwich(
-    x: np.ndarray,
+    x: np.ndarray | Reduced,
     w: np.ndarray,
     residual: np.ndarray,
     bread_inv: np.ndarray,
@@ -94,62 +94,78 @@ def sandwich(
 ) -> Errors:
     """Clustered (and stratified) sandwich standard errors and top-k separation.
 
-    x: (n, p) the design as fitted; w: (n,) regression weights; residual: (n, k);
-    bread_inv: (p, p) = A⁻¹; groups: (n,) sampling unit per row, -1 = not random, None =
-    each row its own; weights: (k, m) the fitted weights; expand maps (G, p) influences to
-    (G, m) where the fit eliminated a feature; strata, fraction: (n,) stratum of each row
-    and the share of its population drawn without replacement (None: one stratum, drawn
-    with replacement); leverage: scale each unit's residuals by (I − H_g)^(−leverage)
-    (`_leverage_adjusted`; 0: none). Returns `Errors`, covariances included.
+    x: (n, p) the design as fitted (an array, or a `Reduced` that builds its rows on
+    demand); w: (n,) regression weights; residual: (n, k); bread_inv: (p, p) = A⁻¹; groups:
+    (n,) sampling unit per row, -1 = not random, None = each row its own; weights: (k, m) the
+    fitted weights; expand maps (G, p) influences to (G, m) where the fit eliminated a
+    feature (it must be linear); strata, fraction: (n,) stratum of each row and the share of
+    its population drawn without replacement (None: one stratum, drawn with replacement);
+    leverage: scale each unit's residuals by (I − H_g)^(−leverage) (`_leverage_adjusted`;
+    0: none). Returns `Errors`.
+
+    The units are walked a chunk at a time (about CHUNK design entries), so memory does not
+    grow with the number of rows: per target, the meat Σ_h f_h Σ_{g∈h} (u_g − ū_h)(u_g − ū_h)ᵀ
+    is accumulated as Σ_g f_g u_g u_gᵀ − Σ_h f_h G_h ū_h ū_hᵀ (f: the factor below, squared).
     """
-    n = len(x)
+    n = len(w)
     k, m = weights.shape
+    p = x.shape[1]
     groups = np.arange(n) if groups is None else np.asarray(groups)
-    random = groups >= 0
-    ids = groups[random]
-    order = np.argsort(ids, kind="stable")
-    sorted_ids = ids[order]
-    starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]]) if len(ids) else []
+    random = np.flatnonzero(groups >= 0)
+    order = np.argsort(groups[random], kind="stable")
+    by_unit = random[order]  # row indices, each unit's rows together
+    sorted_ids = groups[by_unit]
+    starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]]) if n else []
+    starts = np.asarray(starts if len(by_unit) else [], np.intp)
     n_groups = len(starts)
-    # per group: its stratum and the factor sqrt((1 - f) · G_h / (G_h − 1)) after centring
-    stratum = (
-        np.zeros(n_groups, np.intp) if strata is None else np.asarray(strata)[random][order][starts]
-    )
-    drawn = np.zeros(n_groups) if fraction is None else np.asarray(fraction)[random][order][starts]
-    factor = np.zeros(n_groups)
-    for h in np.unique(stratum):
-        members = stratum == h
-        size = int(members.sum())
-        fpc = max(1.0 - float(drawn[members][0]), 0.0)
-        # a lone unit: its spread cannot be estimated; it is left uncentred (conservative)
-        factor[members] = np.sqrt(fpc * size / (size - 1)) if size > 1 else np.sqrt(fpc)
-    xr = x[random]
-    wr = w[random]
-    adjusted = residual[random]
-    if leverage and n_groups:
-        adjusted = np.empty_like(adjusted)
-        adjusted[order] = _leverage_adjusted(
-            xr[order], wr[order], residual[random][order], starts, bread_inv, leverage
-        )
+    # per unit: its stratum and the factor (1 - f) · G_h / (G_h − 1) of its centred outer product
+    labels = np.zeros(n, np.intp) if strata is None else np.asarray(strata)
+    _, stratum = np.unique(labels[by_unit][starts], return_inverse=True)
+    stratum = stratum.reshape(-1).astype(np.intp)
+    n_strata = int(stratum.max()) + 1 if n_groups else 0
+    drawn = np.zeros(n) if fraction is None else np.asarray(fraction, np.float64)
+    drawn = drawn[by_unit][starts]
+    units = np.bincount(stratum, minlength=n_strata)
+    fpc = np.zeros(n_strata)
+    fpc[stratum] = np.maximum(1.0 - drawn, 0.0)  # one fraction per stratum
+    # a lone unit: its spread cannot be estimated; it is left uncentred (conservative)
+    stratum_factor = np.where(units > 1, fpc * units / np.maximum(units - 1, 1), fpc)
+    factor = stratum_factor[stratum]
+    meat = np.zeros((k, p, p))
+    totals = np.zeros((k, n_strata, p))  # Σ u_g per stratum
+    ends = np.r_[starts[1:], len(by_unit)].astype(np.intp)
+    step = chunk_rows(p)
+    first = 0
+    while first < n_groups:
+        last = int(np.searchsorted(ends, ends[first - 1] + step if first else step, "right"))
+        last = max(last, first + 1)  # at least one unit, however large
+        lo, hi = int(starts[first]), int(ends[last - 1])
+        rows = by_unit[lo:hi]
+        xc = np.asarray(x[rows], np.float64)
+        wc = w[rows]
+        rc = residual[rows]
+        local = starts[first:last] - lo
+        if leverage:
+            rc = _leverage_adjusted(xc, wc, rc, local, bread_inv, leverage)
+        onehot = np.zeros((last - first, n_strata))
+        onehot[np.arange(last - first), stratum[first:last]] = 1.0
+        for t in range(k):
+            u = np.add.reduceat(xc * (wc * rc[:, t])[:, None], local, axis=0)  # (G_c, p)
+            meat[t] += (u * factor[first:last, None]).T @ u
+            totals[t] += onehot.T @ u
+        first = last
+    expansion = np.eye(p) if expand is None else expand(np.eye(p))  # (p, m)
+    to_weights = bread_inv @ expansion  # cov = toᵀ meat to
     top = top_k(m)
     se = np.zeros((k, m))
     separated = np.zeros(k, bool)
     settled = np.zeros(k, bool)
+    centred = units > 1  # the fixed rows (and ridge's penalty) make Σu ≠ 0
     for t in range(k):
-        if n_groups:
-            scores = xr * (wr * adjusted[:, t])[:, None]
-            u = np.add.reduceat(scores[order], starts, axis=0)  # (G, p)
-            for h in np.unique(stratum):  # the fixed rows (and ridge's penalty) make Σu ≠ 0
-                members = stratum == h
-                if members.sum() > 1:
-                    u[members] -= u[members].mean(axis=0)
-            influence = (u * factor[:, None]) @ bread_inv
-        else:
-            influence = np.zeros((0, x.shape[1]))
-        if expand is not None:
-            influence = expand(influence)
-        cov = influence.T @ influence
-        se[t] = np.sqrt(np.diag(cov))
+        means = totals[t][centred] / units[centred, None]
+        meat_t = meat[t] - (means * (stratum_factor * units)[centred, None]).T @ means
+        cov = to_weights.T @ meat_t @ to_weights
+        se[t] = np.sqrt(np.clip(np.diag(cov), 0.0, None))
         if top >= 1:
             ranked = np.argsort(-weights[t], kind="stable")
             inside, outside = ranked[:top], ranked[top:]
@@ -257,14 +273,14 @@ def penalised_wls_errors(
     leverage (CR3: with a few hundred terms the plain sandwich is 2× too small), its
     influence mapped to φ through `reduced.to_phi` and φ_m = Δ − Σ φ_{<m}. It is the spread
     from seed to seed; the ridge's bias (shrinking as 1/n) is not in it."""
-    residual = reduced.target - reduced.x @ beta
+    residual = reduced.target - reduced.predict(beta)
 
     def expand(influence: np.ndarray) -> np.ndarray:
         head = influence @ reduced.to_phi
         return np.hstack([head, -head.sum(axis=1, keepdims=True)])
 
     return sandwich(
-        reduced.x,
+        reduced,
         w.astype(np.float64),
         residual,
         bread_inv,

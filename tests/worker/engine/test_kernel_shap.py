@@ -312,9 +312,21 @@ def test_targets_screen_their_own_superpixels_above_12() -> None:
         np.testing.assert_allclose(together.se[t], alone.se[0], atol=1e-12)
 
 
-def test_order_3_falls_back_to_order_1_past_the_design_limit() -> None:
-    from worker.engine.kernel_shap import MAX_DESIGN, order3_fits
+@pytest.mark.parametrize("m", [12, 20])
+def test_the_fit_does_not_depend_on_how_its_rows_are_chunked(
+    m: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The order-3 design and the sandwich are reduced a chunk of rows at a time (flat
+    memory): chunks of a few rows, units of a pair cut at no chunk edge, give the weights
+    and standard errors of one chunk holding every row."""
+    from worker.engine import regression
 
-    assert order3_fits(12, 4096) and not order3_fits(2, 100)
-    columns = 11 + comb(12, 3) + comb(12, 2)
-    assert order3_fits(12, MAX_DESIGN // columns) and not order3_fits(12, MAX_DESIGN // columns + 1)
+    f = sigmoid_game(m, 3)
+    whole = fit_game(KernelShap(), f, m, 700, 0)
+    monkeypatch.setattr(regression, "CHUNK", 7 * 300)  # ~7 rows of a 300-column design
+    chunked = fit_game(KernelShap(), f, m, 700, 0)
+    np.testing.assert_allclose(chunked.weights, whole.weights, rtol=1e-9, atol=1e-12)
+    assert chunked.se is not None and whole.se is not None
+    np.testing.assert_allclose(chunked.se, whole.se, rtol=1e-7, atol=1e-12)
+    assert (chunked.separated == whole.separated).all()
+    assert (chunked.settled == whole.settled).all()
