@@ -115,8 +115,11 @@ def sandwich(
     order = np.argsort(groups[random], kind="stable")
     by_unit = random[order]  # row indices, each unit's rows together
     sorted_ids = groups[by_unit]
-    starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]]) if n else []
-    starts = np.asarray(starts if len(by_unit) else [], np.intp)
+    starts = (  # where each unit's rows begin
+        np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
+        if len(by_unit)
+        else np.zeros(0, np.intp)
+    )
     n_groups = len(starts)
     # per unit: its stratum and the factor (1 - f) · G_h / (G_h − 1) of its centred outer product
     labels = np.zeros(n, np.intp) if strata is None else np.asarray(strata)
@@ -137,8 +140,8 @@ def sandwich(
     step = chunk_rows(p)
     first = 0
     while first < n_groups:
-        last = int(np.searchsorted(ends, ends[first - 1] + step if first else step, "right"))
-        last = max(last, first + 1)  # at least one unit, however large
+        # the units whose rows end within `step` rows, at least one however large
+        last = max(int(np.searchsorted(ends, starts[first] + step, "right")), first + 1)
         lo, hi = int(starts[first]), int(ends[last - 1])
         rows = by_unit[lo:hi]
         xc = np.asarray(x[rows], np.float64)
