@@ -95,7 +95,7 @@ class Settings(BaseSettings):
     )
     intra_op_threads: int = Field(default=0, ge=0, description="0 lets ONNX Runtime choose.")
     worker_nice: int = Field(
-        default=10,
+        default=19,
         ge=0,
         le=19,
         description="Workers lower their CPU priority by this much, so the API answers "
