@@ -39,12 +39,17 @@ REHEARSAL = "glimpse.warm_up"
 _BOUNDARY = "warm-up"
 
 
+def _blank_png() -> bytes:
+    """The image both halves of the warm-up submit or decode: 8 × 8 black."""
+    return encode_png(np.zeros((8, 8, 3), np.uint8))
+
+
 async def rehearse_submission(app: FastAPI) -> int:
     """POST /v1/explanations with a valid image and `num_samples: 0`, in process (no socket):
     the API answers 422 and queues nothing. Returns the status. With API keys on it stops at
     the 401 (a rehearsal carries no key); with a rate limit, it counts once for the client
     address `warm-up`."""
-    png = encode_png(np.zeros((8, 8, 3), np.uint8))
+    png = _blank_png()
     body = b"".join(
         [
             f'--{_BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename="w.png"'
@@ -95,7 +100,7 @@ async def rehearse_submission(app: FastAPI) -> int:
 def warm_up(app: FastAPI) -> None:
     """The parts a rehearsal does not reach or may not (its 401 with keys on; Redis down)."""
     settings = app.state.settings
-    decode_image(encode_png(np.zeros((8, 8, 3), np.uint8)), max_pixels=settings.max_image_pixels)
+    decode_image(_blank_png(), max_pixels=settings.max_image_pixels)
     parse_params({})
     try:
         app.state.registry.get(settings.default_model)

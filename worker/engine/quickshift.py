@@ -1,8 +1,8 @@
 """Quickshift superpixels (Vedaldi and Soatto 2008), vectorised over the window's offsets.
 
 The same algorithm, arithmetic and tie-breaking as scikit-image's `quickshift` (lime_image's
-segmenter), so the labels are the same (tests/worker/engine/test_quickshift.py), about 2.3×
-faster on 2 cores (chelsea: 0.54 s against 1.24 s). scikit-image visits each pixel's window
+segmenter), so the labels are the same (tests/worker/engine/test_quickshift.py), about 2.5×
+faster on 2 cores (chelsea: 0.46–0.54 s against 1.2–1.3 s). scikit-image visits each pixel's window
 in a compiled loop on one core; here each window offset is one whole-image operation
 (OpenCV's SIMD element-wise kernels), and the offsets are split across threads (OpenCV
 releases the GIL):
@@ -94,7 +94,9 @@ def _overlap(height: int, width: int, dr: int, dc: int) -> tuple[tuple[slice, sl
 
 def _distance(planes: np.ndarray, here: tuple, there: tuple, dr: int, dc: int) -> np.ndarray:
     """Squared distance in (Lab·ratio, position) between the pixels `here` and `there`, summed
-    in scikit-image's order (OpenCV's element-wise kernels: SIMD, and the GIL released)."""
+    in scikit-image's order (OpenCV's element-wise kernels: SIMD, and the GIL released).
+    Both passes compute it, as scikit-image does: keeping every offset's distances would
+    hold the window's size in image-sized arrays."""
     dist = np.zeros(planes[0][here].shape)
     t = np.empty_like(dist)
     for plane in planes:
