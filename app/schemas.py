@@ -41,7 +41,18 @@ class ModelInfo(BaseModel):
     num_classes: int
     default: bool
     runtime: str = Field(description="the workers' runtime, e.g. onnxruntime")
-    providers: list[str] = Field(description="execution providers the workers ask for, in order")
+    providers: list[str] = Field(
+        description="execution providers (or torch device and precision) the live workers run "
+        "on, in order; the settings' choice while no worker has reported"
+    )
+    devices: list[str] = Field(
+        default_factory=list, description='where the live workers run: "cuda", "cpu"'
+    )
+    notes: list[str] = Field(
+        default_factory=list,
+        description="what differs from what the workers were configured for (a GPU worker "
+        "started on a machine without a usable GPU runs on the CPU and says so here)",
+    )
 
 
 class ProblemError(BaseModel):

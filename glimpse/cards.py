@@ -1,11 +1,14 @@
-"""Model cards (CONTRACT §3) and the models folder: pure data, no model runtime.
+"""Model cards and the models folder (docs/models.md): pure data, no model runtime.
 
 A model is a folder `NAME/` holding `model.onnx`, `model.json` (the card) and its labels file.
-The API lists and validates against cards; only the worker opens `model.onnx`.
+The folder's default model is named in its `.default` file (`glimpse models default NAME`), so
+the CLI, the API and the workers that share a folder agree on it. The API lists and validates
+against cards; only the worker opens `model.onnx`.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -22,6 +25,11 @@ from glimpse.errors import ModelError, NotFound
 #: A model name is one folder name: no separators, no "..", nothing a path could read as
 #: absolute or as a parent. `fullmatch` (not `$`, which allows a trailing newline).
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+#: The file of the models folder naming its default model (a dot: never a model's name).
+DEFAULT_FILE = ".default"
+#: The default model of a folder that names none, and of a request that names none.
+FALLBACK_DEFAULT = "resnet50"
 
 
 def is_valid_name(name: object) -> bool:
@@ -185,6 +193,18 @@ class ModelRegistry:
             if (p / "model.json").is_file() and is_valid_name(p.name)
         )
 
+    def default_name(self) -> str | None:
+        """The model named by the folder's `.default` file, or None when it names none."""
+        return read_default(self.root)
+
+    def set_default(self, name: str) -> None:
+        """Make `name` (registered here) the folder's default: written whole, then renamed."""
+        self.get(name)
+        path = self.root / DEFAULT_FILE
+        tmp = path.with_name(f"{DEFAULT_FILE}.{os.getpid()}.tmp")
+        tmp.write_text(name + "\n", encoding="utf-8")
+        tmp.replace(path)
+
     def all(self) -> list[RegisteredModel]:
         return [self.get(name) for name in self.names()]
 
@@ -194,3 +214,23 @@ class ModelRegistry:
         path = folder / "model.json"
         path.write_text(card.model_dump_json(indent=2) + "\n", encoding="utf-8")
         return path
+
+
+def read_default(root: Path) -> str | None:
+    """The name in `root/.default` (None: no file, or not a valid name). Read again only
+    when the file changed, so callers may ask on every request."""
+    try:
+        found = (Path(root) / DEFAULT_FILE).stat()
+    except OSError:
+        return None
+    return _read_default(str(root), found.st_mtime_ns, found.st_size, found.st_ino)
+
+
+@functools.lru_cache(maxsize=16)
+def _read_default(root: str, mtime_ns: int, size: int, inode: int) -> str | None:
+    del mtime_ns, size, inode  # the cache key: the file as it is now
+    try:
+        name = (Path(root) / DEFAULT_FILE).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return name if is_valid_name(name) else None

@@ -10,6 +10,7 @@ import functools
 import hashlib
 import math
 import os
+import re
 import shutil
 import tempfile
 import urllib.error
@@ -24,12 +25,6 @@ from onnx import TensorProto, helper, numpy_helper
 from glimpse.cards import PRESETS, ModelCard
 from glimpse.errors import DownloadFailed, InvalidParams, ModelError
 
-RESNET50_URL = (
-    "https://github.com/onnx/models/raw/main/validated/vision/classification/resnet/model/"
-    "resnet50-v2-7.onnx"
-)
-# `model_sha` of resnet50-v2-7.onnx in the onnx/models ONNX_HUB_MANIFEST.json (102442452 bytes).
-RESNET50_SHA256 = "79102261eb6e5fd7af5d27f41316293e388c5cb691e5d25bfb035c4f64fefe31"
 RESNET50_INPUT = "data"
 RESNET50_OUTPUT = "resnetv24_dense0_fwd"
 
@@ -171,13 +166,22 @@ def card_from_graph(
     )
 
 
+#: A line of an ImageNet synset file: its WordNet id, then the class names.
+SYNSET_LINE = re.compile(r"n\d{8} (.+)")
+
+
 def read_labels(path: Path) -> list[str]:
-    """One label a line; blank lines are skipped (as RegisteredModel.labels reads them)."""
+    """One label a line; blank lines are skipped (as RegisteredModel.labels reads them). A
+    synset file (`n01440764 tench, Tinca tinca`, every line) gives its names without the ids."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidParams(f"cannot read labels file {path}: {exc}") from None
-    return [line.strip() for line in text.splitlines() if line.strip()]
+    labels = [line.strip() for line in text.splitlines() if line.strip()]
+    synset = [SYNSET_LINE.fullmatch(line) for line in labels]
+    if labels and all(synset):
+        return [m.group(1) for m in synset if m]
+    return labels
 
 
 # --- the ONNX model zoo's ResNet50 ----------------------------------------------------------

@@ -11,7 +11,6 @@ from typing import Literal
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
-from skimage.segmentation import find_boundaries
 
 Style = Literal["heatmap", "boundaries", "highlight"]
 STYLES: tuple[str, ...] = ("heatmap", "boundaries", "highlight")
@@ -105,8 +104,19 @@ def _outline(canvas: np.ndarray, mask: np.ndarray, rgb: tuple[int, int, int]) ->
     """Paint the boundary of `mask` (thick, as skimage's mark_boundaries mode='thick')."""
     if not mask.any():
         return
-    edges = find_boundaries(mask, mode="thick")
-    canvas[edges] = np.asarray(rgb, np.float32)
+    canvas[thick_boundaries(mask)] = np.asarray(rgb, np.float32)
+
+
+def thick_boundaries(mask: np.ndarray) -> np.ndarray:
+    """mask (H, W) bool -> (H, W) bool: the pixels whose 4-neighbourhood holds both values,
+    as skimage's find_boundaries(mask, mode="thick") (the image's edge extends itself).
+    Written here so the API renders overlays without scikit-image and SciPy."""
+    m = np.asarray(mask, bool)
+    p = np.pad(m, 1, mode="edge")
+    around = (p[:-2, 1:-1], p[2:, 1:-1], p[1:-1, :-2], p[1:-1, 2:])
+    anyone = m | around[0] | around[1] | around[2] | around[3]
+    everyone = m & around[0] & around[1] & around[2] & around[3]
+    return anyone & ~everyone
 
 
 # --- per-pixel maps and the class grid figure -------------------------------------------------

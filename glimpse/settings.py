@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -9,7 +10,16 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from glimpse import sources
+from glimpse.cards import FALLBACK_DEFAULT, read_default
 from glimpse.keys import parse_digests
+
+
+def default_models_dir() -> Path:
+    """$XDG_DATA_HOME/glimpse/models, or ~/.local/share/glimpse/models: absolute, so the CLI,
+    `glimpse up` and scripts/serve.sh find the same folder from any directory."""
+    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data) / "glimpse" / "models"
 
 
 class Settings(BaseSettings):
@@ -25,9 +35,31 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("GLIMPSE_REDIS_URL", "REDIS_URL"),
         description="Redis to queue jobs in; unset means `glimpse up` starts its own.",
     )
-    models_dir: Path = Field(default=Path("models"), description="Folder of model folders.")
-    default_model: str = Field(
-        default="resnet50", description="Model used when a request names none."
+    models_dir: Path = Field(
+        default_factory=lambda: default_models_dir(),
+        description="Folder of model folders; default $XDG_DATA_HOME/glimpse/models "
+        "(~/.local/share/glimpse/models), whatever the current folder.",
+    )
+    default_model_name: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("GLIMPSE_DEFAULT_MODEL", "default_model"),
+        description="Model used when a request names none; unset or empty: the one the models "
+        "folder names (`glimpse models default NAME`), else resnet50.",
+    )
+    resnet50_url: str = Field(
+        default=sources.RESNET50_URL,
+        description="Where `glimpse models fetch resnet50` downloads resnet50-v2-7.onnx (a "
+        "mirror for sites that cannot reach GitHub; file:// works too).",
+    )
+    resnet50_sha256: str = Field(
+        default=sources.RESNET50_SHA256, description="The sha256 that download must have."
+    )
+    resnet50_labels_url: str = Field(
+        default=sources.RESNET50_LABELS_URL,
+        description="Where its 1000 ImageNet labels are downloaded (the zoo's synset.txt).",
+    )
+    resnet50_labels_sha256: str = Field(
+        default=sources.RESNET50_LABELS_SHA256, description="The sha256 that file must have."
     )
     queue_name: str = "glimpse"
     key_prefix: str = Field(
@@ -138,6 +170,17 @@ class Settings(BaseSettings):
     @classmethod
     def _digests(cls, value: object) -> list[str]:
         return parse_digests(value)
+
+    @field_validator("models_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().absolute()
+
+    @property
+    def default_model(self) -> str:
+        """GLIMPSE_DEFAULT_MODEL, else the models folder's `.default`, else resnet50 (looked
+        up on each call: `glimpse models default` takes effect without a restart)."""
+        return self.default_model_name or read_default(self.models_dir) or FALLBACK_DEFAULT
 
     @property
     def worker_dead_after_s(self) -> int:

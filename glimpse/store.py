@@ -16,6 +16,8 @@ Keys (all under `settings.key_prefix`, written as `P` here; every one expires af
     P:cache:{cache_key}       id of the job that computed that image + params (with API keys
                               on, the cache key starts with the owner's key id)
     P:stats                   worker counters for /metrics (evaluations, durations, outcomes)
+    P:runtimes                hash: RQ worker name -> JSON of what its runtime runs on
+                              (runtime, providers, device, note), for /v1/models
 
 Worker writes go through Lua scripts that check the job hash still exists, is in the
 expected state and is held by the writer's attempt, so a deleted (canceled) job is never
@@ -193,6 +195,25 @@ class JobStore:
     @property
     def stats_key(self) -> str:
         return f"{self.prefix}:stats"
+
+    @property
+    def runtimes_key(self) -> str:
+        return f"{self.prefix}:runtimes"
+
+    # --- what the workers run on ----------------------------------------------------------
+    def record_runtime(self, worker_name: str, report: Mapping[str, Any]) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(self.runtimes_key, worker_name, json.dumps(dict(report)))
+        pipe.expire(self.runtimes_key, self.ttl)
+        pipe.execute()
+
+    def runtimes(self, worker_names: list[str]) -> list[dict[str, Any]]:
+        """The reports of these workers (the live ones: a dead worker's entry stays behind
+        until the key expires, and is never asked for)."""
+        if not worker_names:
+            return []
+        found = self.redis.hmget(self.runtimes_key, worker_names)
+        return [json.loads(raw) for raw in found if raw]  # type: ignore[union-attr]
 
     # --- the API's side -------------------------------------------------------------------
     def create(

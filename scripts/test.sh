@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs what it needs into .venv, lints, then runs the whole suite.
-source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
+# Needs redis-server (the tests start their own) and chromium (the browser tests).
+GLIMPSE_EXTRAS="${GLIMPSE_EXTRAS-dev,peers,torch}" GLIMPSE_DEBS="redis-server chromium" \
+  source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 exec .venv/bin/python -m pytest -q "$@"

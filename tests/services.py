@@ -193,6 +193,37 @@ def _log_file(prefix: str):  # closed by the owner's stop()
     return tempfile.NamedTemporaryFile(prefix=prefix, suffix=".log", delete=False)  # noqa: SIM115
 
 
+class FileServer:
+    """A folder served over HTTP on 127.0.0.1 (a stand-in for a download site: tests never
+    reach the internet). `requests` counts the GETs of each path."""
+
+    def __init__(self, root: Path) -> None:
+        import functools
+        import http.server
+
+        counts: dict[str, int] = {}
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def do_GET(self) -> None:
+                counts[self.path] = counts.get(self.path, 0) + 1
+                super().do_GET()
+
+            def log_message(self, format: str, *args: object) -> None:
+                del format, args
+
+        handler = functools.partial(Handler, directory=str(root))
+        self.requests = counts
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+
 def _worker_keys(redis: Redis, queue: str) -> list[bytes]:
     return list(redis.smembers(f"rq:workers:{queue}"))  # type: ignore[arg-type]
 

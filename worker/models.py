@@ -71,6 +71,39 @@ def load_model(registered: RegisteredModel, settings: Settings) -> LoadedModel:
     return LoadedModel(registered=registered, runtime=runtime, mtime_ns=path.stat().st_mtime_ns)
 
 
+@dataclass(frozen=True)
+class RuntimeReport:
+    """What a worker's runtime runs on here, as /v1/models reports it."""
+
+    runtime: str
+    providers: list[str]
+    device: str  # "cuda" or "cpu"
+    note: str = ""  # why it is not what the settings asked for
+
+
+def probe_runtime(settings: Settings) -> RuntimeReport:
+    """Ask the configured runtime where it would run, before any model is loaded. A GPU asked
+    for and not usable here is said so in `note`; the worker then runs on the CPU."""
+    if settings.runtime == "torch":
+        from worker.runtime.torch import resolve_device
+
+        device = str(resolve_device(settings.torch_device))
+        return RuntimeReport(
+            runtime="torch",
+            providers=[device, settings.precision],
+            device="cuda" if device.startswith("cuda") else "cpu",
+        )
+    from worker.runtime.onnx import GPU_PROVIDERS, probe_providers
+
+    got = probe_providers(settings.providers)
+    asked_gpu = [p for p in settings.providers if p in GPU_PROVIDERS]
+    device = "cuda" if got[0] in GPU_PROVIDERS else "cpu"
+    note = ""
+    if asked_gpu and device == "cpu":
+        note = f"no usable GPU here for {', '.join(asked_gpu)}: running on the CPU"
+    return RuntimeReport(runtime="onnxruntime", providers=got, device=device, note=note)
+
+
 class WarmModels:
     """Sessions built once per model in the process that runs the jobs; reloaded when the
     model file changes on disk."""

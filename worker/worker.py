@@ -16,6 +16,7 @@ Surviving faults:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
@@ -35,7 +36,9 @@ from rq.worker.base import WorkerStatus
 
 from glimpse.errors import GlimpseError
 from glimpse.settings import Settings, get_settings
+from glimpse.store import JobStore
 from worker import jobs
+from worker.models import RuntimeReport, probe_runtime
 
 log = logging.getLogger("glimpse.worker")
 
@@ -94,15 +97,29 @@ class GlimpseWorker(SimpleWorker):
         super().request_stop(signum, frame)
 
 
-def build_worker(settings: Settings, connection: Redis) -> GlimpseWorker:
+def build_worker(
+    settings: Settings, connection: Redis, report: RuntimeReport | None = None
+) -> GlimpseWorker:
     queue = Queue(settings.queue_name, connection=connection, serializer=JSONSerializer)
-    return GlimpseWorker(
+    worker = GlimpseWorker(
         [queue],
         connection=connection,
         serializer=JSONSerializer,
         heartbeat_s=settings.worker_heartbeat_s,
         dead_after_s=settings.worker_dead_after_s,
     )
+    if report is not None:  # under the name it registers with: /v1/models reads it there
+        JobStore(connection, settings).record_runtime(worker.name, dataclasses.asdict(report))
+    return worker
+
+
+def announce_runtime(settings: Settings) -> RuntimeReport:
+    """Log where the runtime runs; a GPU asked for and missing is a warning, not an error."""
+    report = probe_runtime(settings)
+    log.info("runtime %s on %s: %s", report.runtime, report.device, ", ".join(report.providers))
+    if report.note:
+        log.warning("%s", report.note)
+    return report
 
 
 def preload(settings: Settings) -> None:
@@ -130,11 +147,16 @@ def wait_for_redis(connection: Redis, max_wait_s: float = 30.0) -> None:
             wait = min(wait * 2, max_wait_s)
 
 
-def serve(settings: Settings, connection: Redis) -> None:
+def serve(settings: Settings, connection: Redis, report: RuntimeReport | None = None) -> None:
     """Work until asked to stop. RQ's loop gives up when Redis fails it (a timeout, an error
     outside its dequeue); then wait for Redis and register afresh, models still warm."""
     while True:
-        worker = build_worker(settings, connection)
+        try:
+            worker = build_worker(settings, connection, report)
+        except RedisError as exc:
+            log.warning("cannot register with Redis: %s", exc)
+            wait_for_redis(connection)
+            continue
         try:
             worker.work(with_scheduler=False, logging_level="INFO")
         except RedisError as exc:  # its teardown could not reach Redis either
@@ -157,9 +179,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     connection = Redis.from_url(
         settings.redis_url, socket_connect_timeout=5, health_check_interval=30
     )
+    report = announce_runtime(settings)
     preload(settings)
     wait_for_redis(connection)
-    serve(settings, connection)
+    serve(settings, connection, report)
     return 0
 
 

@@ -1,4 +1,5 @@
-"""`glimpse models add|list|fetch|make-resnet50`: the models folder (CONTRACT §3)."""
+"""`glimpse models add|list|default|fetch|init|make-resnet50`: the models folder
+(docs/models.md)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import shutil
 import time
 from pathlib import Path
 
-from glimpse.cards import PRESETS, ModelCard, ModelRegistry, check_name
+from glimpse.cards import FALLBACK_DEFAULT, PRESETS, ModelCard, ModelRegistry, check_name
 from glimpse.errors import InvalidParams, ModelError, NotFound
 
 
@@ -23,7 +24,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add.add_argument("--preset", default="imagenet", choices=sorted(PRESETS))
     add.add_argument("--description", default="")
     add.add_argument("--force", action="store_true", help="replace a model of that name")
+    add.add_argument("--default", action="store_true", help="make it the folder's default model")
     add.set_defaults(run=run_add)
+
+    default = msub.add_parser("default", help="show, or set, the folder's default model")
+    default.add_argument("name", metavar="NAME", nargs="?", help="a registered model")
+    default.set_defaults(run=run_default)
 
     ls = msub.add_parser("list", help="the registered models")
     ls.add_argument("--json", action="store_true", help="as GET /v1/models answers")
@@ -33,11 +39,23 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "fetch", help="download the ONNX model zoo's ResNet50-v2-7 (pinned sha256) and register it"
     )
     fetch.add_argument("model", choices=("resnet50",))
-    fetch.add_argument("--labels", required=True, metavar="FILE", help="the 1000 ImageNet labels")
+    fetch.add_argument(
+        "--labels",
+        metavar="FILE",
+        help="the 1000 ImageNet labels (default: the zoo's synset.txt, downloaded, pinned sha256)",
+    )
     fetch.add_argument("--name", default="resnet50")
     fetch.add_argument("--url", help="a mirror of resnet50-v2-7.onnx (the sha256 is still checked)")
     fetch.add_argument("--force", action="store_true")
+    fetch.add_argument("--default", action="store_true", help="make it the folder's default model")
     fetch.set_defaults(run=run_fetch)
+
+    init = msub.add_parser(
+        "init",
+        help="make sure the folder has a default model: fetch ResNet50 (and make it the "
+        "default) unless one is registered",
+    )
+    init.set_defaults(run=run_init)
 
     make = msub.add_parser(
         "make-resnet50",
@@ -114,6 +132,8 @@ def run_add(args: argparse.Namespace) -> int:
         shutil.rmtree(folder, ignore_errors=True)
         raise
     registry.write(args.name, card)
+    if args.default:
+        registry.set_default(args.name)
     print(
         f"registered {args.name!r}: input {card.input_name} {card.input_size[0]}x"
         f"{card.input_size[1]} ({args.preset}), output {card.output_name}, "
@@ -164,26 +184,99 @@ def run_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_fetch(args: argparse.Namespace) -> int:
-    from glimpse.modelfiles import RESNET50_SHA256, RESNET50_URL, download, resnet50_card
+def run_default(args: argparse.Namespace) -> int:
+    from glimpse.settings import get_settings
 
-    registry = _registry()
-    folder = _target_folder(registry, args.name, args.force)
-    labels = _labels_checked(Path(args.labels), 1000)
+    settings = get_settings()
+    registry = ModelRegistry(settings.models_dir)
+    if args.name is None:
+        print(settings.default_model)
+        return 0
+    registry.set_default(args.name)
+    if settings.default_model_name and settings.default_model_name != args.name:
+        print(f"# GLIMPSE_DEFAULT_MODEL={settings.default_model_name} overrides it while it is set")
+    print(f"default model of {registry.root}: {args.name}")
+    return 0
+
+
+def run_fetch(args: argparse.Namespace) -> int:
+    fetch_resnet50(
+        args.name, labels=args.labels, url=args.url, force=args.force, default=args.default
+    )
+    return 0
+
+
+def fetch_resnet50(
+    name: str, *, labels: str | None, url: str | None, force: bool, default: bool
+) -> None:
+    """Download the zoo's ResNet50 (and its labels, unless given) from the configured
+    sources, check their sha256, register it and check that it runs."""
+    from glimpse.modelfiles import download, read_labels, resnet50_card
+    from glimpse.settings import get_settings
+
+    settings = get_settings()
+    registry = ModelRegistry(settings.models_dir)
+    folder = _target_folder(registry, name, force)
     existed = folder.exists()
     try:
-        download(args.url or RESNET50_URL, folder / "model.onnx", RESNET50_SHA256)
+        if labels is None:
+            synset = download(
+                settings.resnet50_labels_url,
+                folder / "synset.txt",
+                settings.resnet50_labels_sha256,
+            )
+            names = read_labels(synset)
+            synset.unlink()
+            if len(names) != 1000:
+                raise ModelError(
+                    f"{settings.resnet50_labels_url} has {len(names)} labels, not 1000"
+                )
+        else:
+            names = _labels_checked(Path(labels), 1000)
+        download(url or settings.resnet50_url, folder / "model.onnx", settings.resnet50_sha256)
     except Exception:
         if not existed:
             shutil.rmtree(folder, ignore_errors=True)
         raise
-    _write_labels(folder, labels)
+    _write_labels(folder, names)
     card = resnet50_card(
         description="ResNet50-v2-7, ONNX model zoo, ImageNet-1k (shorter side 256, crop 224)"
     )
     _check_runs(folder, card)
-    registry.write(args.name, card)
-    print(f"registered {args.name!r} (resnet50-v2-7, sha256 {RESNET50_SHA256[:12]}…) -> {folder}")
+    registry.write(name, card)
+    if default:
+        registry.set_default(name)
+    print(
+        f"registered {name!r} (resnet50-v2-7, sha256 {settings.resnet50_sha256[:12]}…) -> {folder}"
+    )
+
+
+def run_init(args: argparse.Namespace) -> int:
+    """Nothing to do when the default model is registered; else fetch ResNet50 as the
+    default. Offline, one line says how to add a model instead."""
+    from glimpse.errors import DownloadFailed
+    from glimpse.settings import get_settings
+
+    del args
+    settings = get_settings()
+    registry = ModelRegistry(settings.models_dir)
+    name = settings.default_model
+    if name in registry.names():
+        print(f"default model {name!r} is registered in {registry.root}")
+        return 0
+    if name != FALLBACK_DEFAULT:
+        raise NotFound(
+            f"the default model {name!r} is not registered in {registry.root}: add it with "
+            f"`glimpse models add {name} FILE.onnx --labels FILE`"
+        )
+    try:
+        fetch_resnet50(name, labels=None, url=None, force=True, default=True)
+    except DownloadFailed as exc:
+        raise DownloadFailed(
+            f"no model in {registry.root}, and ResNet50 cannot be fetched ({exc.detail}); "
+            "add one with `glimpse models add NAME FILE.onnx --labels FILE --default`, or set "
+            "GLIMPSE_RESNET50_URL to a mirror"
+        ) from None
     return 0
 
 

@@ -17,15 +17,31 @@ def test_healthz(client: httpx.Client) -> None:
 def test_readyz_200_with_a_live_worker(client: httpx.Client) -> None:
     r = client.get("/readyz")
     assert r.status_code == 200, r.text
-    assert r.json()["checks"] == {"redis": "ok", "workers": "1 alive"}
+    assert r.json()["checks"] == {
+        "redis": "ok",
+        "workers": "1 alive",
+        "model": f"{DEFAULT_MODEL} registered",
+    }
 
 
 def test_readyz_503_without_a_worker(app_client) -> None:
     client = app_client(queue_name=f"idle-{uuid.uuid4().hex[:8]}")
     r = client.get("/readyz")
     assert r.status_code == 503
-    assert r.json()["checks"] == {"redis": "ok", "workers": "none alive"}
+    assert r.json()["checks"] == {
+        "redis": "ok",
+        "workers": "none alive",
+        "model": f"{DEFAULT_MODEL} registered",
+    }
     assert "retry-after" in r.headers
+
+
+def test_readyz_503_says_the_default_model_is_missing(app_client) -> None:
+    client = app_client(default_model="not-fetched")
+    r = client.get("/readyz")
+    assert r.status_code == 503 and "retry-after" in r.headers
+    reason = r.json()["checks"]["model"]
+    assert "'not-fetched' is not in" in reason and "glimpse models init" in reason
 
 
 def test_models_lists_the_cards(client: httpx.Client) -> None:
@@ -38,7 +54,9 @@ def test_models_lists_the_cards(client: httpx.Client) -> None:
         "num_classes": 1000,
         "default": True,
         "runtime": "onnxruntime",
-        "providers": ["CPUExecutionProvider"],
+        "providers": ["CPUExecutionProvider"],  # as the live worker reports it
+        "devices": ["cpu"],
+        "notes": [],
     }
     assert models[BROKEN_MODEL]["default"] is False
 

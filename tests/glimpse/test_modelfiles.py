@@ -15,12 +15,12 @@ from onnx_models import pooled_classifier, region_model
 from glimpse.errors import GlimpseError, ModelError
 from glimpse.modelfiles import (
     RESNET50_OUTPUT,
-    RESNET50_SHA256,
     card_from_graph,
     download,
     inspect_onnx,
     resnet50_v2_graph,
 )
+from glimpse.sources import RESNET50_SHA256
 
 
 def test_inspect_reads_names_shape_and_classes(tmp_path: Path) -> None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from onnx_models import pooled_classifier, region_model
+from services import FileServer
 
-import glimpse.modelfiles
 from glimpse.cards import ModelRegistry
 from glimpse.cli import main
 from glimpse.settings import get_settings
@@ -161,26 +162,54 @@ def resnet_like(tmp_path: Path) -> tuple[Path, str]:
     return path, hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_fetch_registers_a_download_that_matches_the_pinned_sha256(
-    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def synset(tmp_path: Path) -> tuple[Path, str]:
+    """A file in the zoo's synset.txt form: WordNet id, then the names."""
+    path = tmp_path / "synset.txt"
+    path.write_text("".join(f"n{i:08d} class {i}, kind {i}\n" for i in range(1000)))
+    return path, hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def zoo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FileServer]:
+    """A local stand-in for the model zoo: the settings point the fetch at it, and its pinned
+    checksums are those of the files it serves."""
+    site = tmp_path / "site"
+    site.mkdir()
+    _, model_sha = resnet_like(site)
+    _, labels_sha = synset(site)
+    server = FileServer(site)
+    monkeypatch.setenv("GLIMPSE_RESNET50_URL", f"{server.url}/resnet50-v2-7.onnx")
+    monkeypatch.setenv("GLIMPSE_RESNET50_SHA256", model_sha)
+    monkeypatch.setenv("GLIMPSE_RESNET50_LABELS_URL", f"{server.url}/synset.txt")
+    monkeypatch.setenv("GLIMPSE_RESNET50_LABELS_SHA256", labels_sha)
+    get_settings.cache_clear()
+    yield server
+    server.stop()
+
+
+def test_fetch_registers_downloads_that_match_the_pinned_sha256(
+    folder: Path, zoo: FileServer
 ) -> None:
-    path, sha = resnet_like(tmp_path)
-    monkeypatch.setattr(glimpse.modelfiles, "RESNET50_SHA256", sha)
-    argv = [
-        "models",
-        "fetch",
-        "resnet50",
-        "--labels",
-        str(labels(tmp_path, 1000)),
-        "--url",
-        path.as_uri(),
-    ]
-    assert main(argv) == 0
+    assert main(["models", "fetch", "resnet50"]) == 0
     got = ModelRegistry(folder).get("resnet50")
     assert got.card.input_name == "data" and got.card.output_name == "resnetv24_dense0_fwd"
     assert got.card.resize == "shorter_side" and got.card.resize_shorter_to == 256
     assert got.card.input_size == (224, 224) and got.card.output_kind == "logits"
-    assert got.labels[0] == "class 0"
+    assert got.labels[0] == "class 0, kind 0" and got.labels[999] == "class 999, kind 999"
+    assert sorted(p.name for p in got.folder.iterdir()) == [
+        "labels.txt",
+        "model.json",
+        "model.onnx",
+    ]
+    assert zoo.requests == {"/synset.txt": 1, "/resnet50-v2-7.onnx": 1}
+
+
+def test_fetch_with_a_labels_file_downloads_only_the_model(
+    folder: Path, tmp_path: Path, zoo: FileServer
+) -> None:
+    assert main(["models", "fetch", "resnet50", "--labels", str(labels(tmp_path, 1000))]) == 0
+    assert ModelRegistry(folder).get("resnet50").labels[0] == "class 0"
+    assert zoo.requests == {"/resnet50-v2-7.onnx": 1}
 
 
 def test_fetch_refuses_a_download_with_another_sha256(
@@ -235,3 +264,61 @@ def test_make_resnet50_registers_an_untrained_model(
     assert got.card.labels_file is None and got.labels[:2] == ["0", "1"]
     assert got.card.input_name == "data" and got.card.output_name == "resnetv24_dense0_fwd"
     assert got.onnx_path.stat().st_size > 100_000_000
+
+
+@pytest.fixture
+def no_override(folder: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The models folder alone decides the default (GLIMPSE_DEFAULT_MODEL unset)."""
+    monkeypatch.delenv("GLIMPSE_DEFAULT_MODEL")
+    get_settings.cache_clear()
+    return folder
+
+
+def test_the_default_is_kept_with_the_models_folder(
+    no_override: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lab, model = str(labels(tmp_path, 1000)), str(pooled_classifier(tmp_path / "m.onnx"))
+    assert main(["models", "default"]) == 0
+    assert capsys.readouterr().out.strip() == "resnet50"  # a folder that names none
+    assert main(["models", "add", "one", model, "--labels", lab]) == 0
+    assert main(["models", "add", "two", model, "--labels", lab, "--default"]) == 0
+    assert (no_override / ".default").read_text() == "two\n"
+    capsys.readouterr()
+    assert main(["models", "default"]) == 0
+    assert capsys.readouterr().out.strip() == "two"
+    assert main(["models", "default", "one"]) == 0
+    capsys.readouterr()
+    assert main(["models", "list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(m["name"], m["default"]) for m in listed] == [("one", True), ("two", False)]
+    assert main(["models", "default", "three"]) == 2
+    assert "no model named 'three'" in one_error_line(capsys)
+
+
+def test_init_fetches_resnet50_as_the_default_once(
+    no_override: Path, zoo: FileServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["models", "init"]) == 0
+    assert (no_override / ".default").read_text() == "resnet50\n"
+    assert ModelRegistry(no_override).get("resnet50").labels[1] == "class 1, kind 1"
+    assert main(["models", "init"]) == 0  # registered already: nothing downloaded again
+    assert "is registered" in capsys.readouterr().out.splitlines()[-1]
+    assert zoo.requests == {"/synset.txt": 1, "/resnet50-v2-7.onnx": 1}
+
+
+def test_init_offline_says_in_one_line_how_to_add_a_model(
+    no_override: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("GLIMPSE_RESNET50_LABELS_URL", "http://127.0.0.1:9/synset.txt")
+    get_settings.cache_clear()
+    assert main(["models", "init"]) == 2
+    line = one_error_line(capsys)
+    assert "cannot be fetched" in line and "glimpse models add NAME FILE.onnx" in line
+    assert not (no_override / "resnet50").exists() and not (no_override / ".default").exists()
+
+
+def test_init_names_a_configured_default_that_is_missing(
+    folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["models", "init"]) == 2  # GLIMPSE_DEFAULT_MODEL=cls: nothing to fetch
+    assert "'cls' is not registered" in one_error_line(capsys)

@@ -89,3 +89,13 @@ def test_attribution_map_and_ramp_ends() -> None:
     ends = diverging_colors(np.array([-1.0, 0.0, 1.0]))
     assert ends[0, 2] > ends[0, 0] and ends[2, 0] > ends[2, 2]
     np.testing.assert_allclose(ends[1], [247, 247, 247])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_thick_boundaries_equal_scikit_image_s(seed: int) -> None:
+    from glimpse.render import thick_boundaries
+
+    rng = np.random.default_rng(seed)
+    mask = rng.random((37, 53)) < (0.2 + 0.2 * seed)
+    mask[rng.integers(0, 37), :] = True  # a row touching both edges
+    assert np.array_equal(thick_boundaries(mask), find_boundaries(mask, mode="thick"))

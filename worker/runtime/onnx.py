@@ -23,6 +23,22 @@ from worker.runtime.fused import BACKGROUND, IMAGE, SEGMENTS, Z, fuse_perturbati
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 
 
+def probe_providers(providers: list[str]) -> list[str]:
+    """The providers a session asking for `providers` really gets on this machine: asked of
+    a one-node graph, since onnxruntime-gpu lists CUDA as available where no GPU is."""
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "probe", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    available = set(ort.get_available_providers())
+    chosen = [p for p in providers if p in available] or ["CPUExecutionProvider"]
+    session = ort.InferenceSession(model.SerializeToString(), providers=chosen)
+    return list(session.get_providers())
+
+
 class OnnxRuntimeModel:
     runtime = "onnxruntime"
 

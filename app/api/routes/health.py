@@ -1,4 +1,5 @@
-"""Liveness (`/healthz`) and readiness (`/readyz`: Redis answers and a worker is alive).
+"""Liveness (`/healthz`) and readiness (`/readyz`: Redis answers, a worker is alive and the
+default model is registered: a deployment whose models step could not fetch one says so here).
 
 A worker is alive when its last heartbeat is recent: a killed worker's RQ registration
 outlives it by a minute, and must not count.
@@ -6,14 +7,16 @@ outlives it by a minute, and must not count.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 from rq import Worker
+from rq.worker.base import BaseWorker
 
-from app.api.deps import QueueDep, RedisDep, SettingsDep
+from app.api.deps import QueueDep, RedisDep, RegistryDep, SettingsDep
 from app.schemas import Health
 
 router = APIRouter(tags=["health"])
@@ -27,10 +30,13 @@ async def healthz() -> Health:
 @router.get(
     "/readyz",
     response_model=Health,
-    summary="200 when Redis answers and at least one worker is alive, else 503",
+    summary="200 when Redis answers, at least one worker is alive and the default model is "
+    "registered, else 503",
     responses={503: {"model": Health, "description": "not ready; `checks` says why"}},
 )
-def readyz(redis: RedisDep, queue: QueueDep, settings: SettingsDep) -> JSONResponse:
+def readyz(
+    redis: RedisDep, queue: QueueDep, registry: RegistryDep, settings: SettingsDep
+) -> JSONResponse:
     checks: dict[str, str] = {}
     try:
         redis.ping()
@@ -40,13 +46,21 @@ def readyz(redis: RedisDep, queue: QueueDep, settings: SettingsDep) -> JSONRespo
     except RedisError as exc:
         checks["redis"] = f"unreachable: {type(exc).__name__}"
         workers = []
-    ready = checks["redis"] == "ok" and bool(workers)
+    model = settings.default_model
+    registered = (registry.root / model / "model.json").is_file()
+    checks["model"] = (
+        f"{model} registered"
+        if registered
+        else f"default model {model!r} is not in {registry.root}: run `glimpse models init` "
+        "(fetches ResNet50) or `glimpse models add NAME FILE.onnx --labels FILE --default`"
+    )
+    ready = checks["redis"] == "ok" and bool(workers) and registered
     body = Health(status="ready" if ready else "not ready", checks=checks)
     headers = None if ready else {"Retry-After": str(settings.retry_after_s)}
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503, headers=headers)
 
 
-def alive(workers: list[Worker], limit: int) -> list[Worker]:
+def alive(workers: Sequence[BaseWorker], limit: int) -> list[BaseWorker]:
     """The workers that beat in the last `limit` seconds."""
     now = datetime.now(UTC)
     return [

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
+from typing import Any
 
 from fastapi import APIRouter, Depends
-from fastapi.concurrency import run_in_threadpool
+from redis.exceptions import RedisError
+from rq import Queue, Worker
 
-from app.api.deps import RegistryDep, SettingsDep
+from app.api.deps import QueueDep, RegistryDep, SettingsDep, StoreDep
+from app.api.routes.health import alive
 from app.auth import authenticate
 from app.openapi_docs import problem_responses
 from app.schemas import ModelInfo
 from glimpse.cards import ModelRegistry
 from glimpse.errors import GlimpseError
 from glimpse.settings import Settings
+from glimpse.store import JobStore
 
 router = APIRouter(
     prefix="/v1",
@@ -24,7 +29,24 @@ router = APIRouter(
 log = logging.getLogger("glimpse.api")
 
 
-def list_models(registry: ModelRegistry, settings: Settings) -> list[ModelInfo]:
+def live_runtimes(store: JobStore, queue: Queue, settings: Settings) -> list[dict[str, Any]]:
+    """What the live workers report they run on (none reachable: [])."""
+    try:
+        names = [w.name for w in alive(Worker.all(queue=queue), settings.worker_dead_after_s)]
+        return store.runtimes(names)
+    except RedisError:
+        return []
+
+
+def list_models(
+    registry: ModelRegistry, settings: Settings, reports: list[dict[str, Any]]
+) -> list[ModelInfo]:
+    """The cards, with where the live workers run them (the settings' choice when no worker
+    has said)."""
+    runtime = reports[0]["runtime"] if reports else settings.runtime
+    providers = _unique(p for r in reports for p in r["providers"]) or settings.runtime_providers
+    devices = _unique(r["device"] for r in reports)
+    notes = _unique(r["note"] for r in reports if r.get("note"))
     models = []
     for name in registry.names():
         try:
@@ -38,13 +60,21 @@ def list_models(registry: ModelRegistry, settings: Settings) -> list[ModelInfo]:
                 input_size=card.input_size,
                 num_classes=card.num_classes,
                 default=name == settings.default_model,
-                runtime=settings.runtime,
-                providers=settings.runtime_providers,
+                runtime=runtime,
+                providers=providers,
+                devices=devices,
+                notes=notes,
             )
         )
     return models
 
 
 @router.get("/models", response_model=list[ModelInfo], summary="The registered models")
-async def get_models(registry: RegistryDep, settings: SettingsDep) -> list[ModelInfo]:
-    return await run_in_threadpool(list_models, registry, settings)
+def get_models(
+    registry: RegistryDep, store: StoreDep, queue: QueueDep, settings: SettingsDep
+) -> list[ModelInfo]:
+    return list_models(registry, settings, live_runtimes(store, queue, settings))
+
+
+def _unique(items: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(items))

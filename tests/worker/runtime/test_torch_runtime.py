@@ -4,6 +4,7 @@ and is what the worker loads when the settings say runtime=torch."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -298,11 +299,16 @@ def test_build_runtime_refuses_reduced_precision_on_onnxruntime(region_path: Pat
 
 def test_v1_models_reports_the_torch_runtime(models_dir: Path) -> None:
     from app.api.routes.models import list_models
+    from worker.models import probe_runtime
 
     settings = Settings(
         models_dir=models_dir, runtime="torch", precision="bf16", channels_last=True
     )
-    (info,) = list_models(ModelRegistry(models_dir), settings)
+    (info,) = list_models(ModelRegistry(models_dir), settings, [])  # no worker has said yet
     assert info.runtime == "torch"
     assert info.providers == ["auto", "bf16", "channels_last"]
     assert Settings().runtime_providers == ["CPUExecutionProvider"]
+    report = dataclasses.asdict(probe_runtime(settings))  # what a torch worker says here
+    assert report == {"runtime": "torch", "providers": ["cpu", "bf16"], "device": "cpu", "note": ""}
+    (info,) = list_models(ModelRegistry(models_dir), settings, [report])
+    assert (info.providers, info.devices, info.notes) == (["cpu", "bf16"], ["cpu"], [])
