@@ -1,4 +1,4 @@
-"""`glimpse` command line (CONTRACT §2): explain, up, models add/list/fetch, keys new/hash.
+"""`glimpse`: explain images, run the service, manage models and API keys (docs/cli.md).
 
 Each subcommand lives in glimpse/commands/; errors end as one line on stderr and exit 2.
 """
