@@ -74,9 +74,7 @@ class RedisServer:
         self.start()
 
     def start(self) -> None:
-        argv = redis_argv(REDIS_SERVER, self.port, self.dir)
-        if self.appendonly:  # later options override redis_argv's
-            argv += ["--appendonly", "yes", "--appendfsync", "always"]
+        argv = redis_argv(REDIS_SERVER, self.port, self.dir, appendonly=self.appendonly)
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while True:
