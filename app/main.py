@@ -13,6 +13,9 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.staticfiles import StaticFiles
 from redis import Redis
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.retry import Retry
 from rq import Queue
 from rq.serializers import JSONSerializer
 
@@ -60,6 +63,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.redis.close()
 
 
+def api_redis(settings: Settings) -> Redis:
+    """The API's Redis client: every reply within `redis_timeout_s` or a 503, so a stalled
+    Redis never holds a request; a dropped connection is tried once more, a timeout is not."""
+    return Redis.from_url(
+        settings.redis_url or DEFAULT_REDIS_URL,
+        socket_connect_timeout=settings.redis_timeout_s,
+        socket_timeout=settings.redis_timeout_s,
+        health_check_interval=30,
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+    )
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     app = FastAPI(
@@ -69,12 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         openapi_tags=TAGS,
     )
-    redis = Redis.from_url(
-        settings.redis_url or DEFAULT_REDIS_URL,
-        socket_connect_timeout=2,
-        socket_timeout=10,
-        health_check_interval=30,
-    )
+    redis = api_redis(settings)
     store = JobStore(redis, settings)
     queue = Queue(settings.queue_name, connection=redis, serializer=JSONSerializer)
     app.state.settings = settings

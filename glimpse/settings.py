@@ -90,6 +90,13 @@ class Settings(BaseSettings):
         "the original size (inpainting backgrounds: about 1 µs of OpenCV per pixel and sample).",
     )
     max_queue_length: int = Field(default=200, gt=0, description="Queued jobs before 503.")
+    redis_timeout_s: float = Field(
+        default=1.5,
+        gt=0,
+        le=30,
+        description="How long the API waits for one Redis reply (or connection) before it "
+        "answers 503 with Retry-After: a stalled Redis bounds every request by this.",
+    )
     retry_after_s: int = Field(default=5, gt=0)
 
     # Jobs and their data.

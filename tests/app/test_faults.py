@@ -5,6 +5,8 @@ partial progress is ever shown."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -175,3 +177,38 @@ def test_redis_killed_under_load_503s_then_everything_recovers_from_the_append_o
         job = wait_for_job(svc.client, job_id, timeout=300)
         assert job["status"] == "finished", job
     assert worker.proc.poll() is None
+
+
+def timed(call) -> tuple[httpx.Response, float]:
+    started = time.monotonic()
+    response = call()
+    return response, time.monotonic() - started
+
+
+def test_a_stalled_redis_bounds_every_request_and_readiness_recovers(
+    service: Service, small_png: bytes
+) -> None:
+    svc = service
+    svc.start_worker()
+    wait_until(lambda: ready(svc.client), timeout=30, what="/readyz")
+    job_id = submit(svc.client, small_png, num_samples=50)
+    wait_for_job(svc.client, job_id)
+    os.kill(svc.redis.proc.pid, signal.SIGSTOP)  # alive, holding every connection, silent
+    try:
+        for call in (
+            lambda: svc.client.get("/readyz"),
+            lambda: submit_multipart(svc.client, small_png, {"num_samples": 50, "seed": 9}),
+            lambda: svc.client.get(f"/v1/explanations/{job_id}"),
+        ):
+            r, seconds = timed(call)
+            assert r.status_code == 503 and int(r.headers["Retry-After"]) > 0, r.text
+            assert seconds < 3, (r.request.url, seconds)
+        r, seconds = timed(lambda: svc.client.get("/v1/models"))  # the cards are on disk
+        assert r.status_code == 200 and r.json() and seconds < 3
+        r, seconds = timed(lambda: svc.client.get("/healthz"))
+        assert r.status_code == 200 and seconds < 1
+    finally:
+        os.kill(svc.redis.proc.pid, signal.SIGCONT)
+    r, seconds = timed(lambda: svc.client.get("/readyz"))
+    assert r.status_code == 200 and seconds < 2, r.text
+    assert svc.client.get(f"/v1/explanations/{job_id}").json()["status"] == "finished"
