@@ -142,12 +142,13 @@ class Settings(BaseSettings):
     )
     # Surviving worker death.
     worker_heartbeat_s: int = Field(
-        default=10,
+        default=2,
         ge=1,
         le=300,
         description="How often a worker proves it is alive, also while a job runs. A worker "
-        "silent for 3 heartbeats is dead: /readyz stops counting it and its job is taken up "
-        "again by another worker.",
+        "silent for 3 heartbeats is dead: /readyz stops counting it, and a live worker's next "
+        "maintenance pass (every heartbeat while idle, after its job while busy) queues its "
+        "job again.",
     )
     job_retries: int = Field(
         default=2,

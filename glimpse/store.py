@@ -45,9 +45,11 @@ REUSABLE = frozenset({"queued", "running", "finished"})
 #: Upper bounds (seconds) of the job-duration histogram kept in P:stats.
 DURATION_BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 
-# KEYS[1] job hash; ARGV[1] required status ('active' = queued or running), ARGV[2] ttl,
-# ARGV[3] the attempt that must hold the job ('' = any), then field/value pairs. Returns 1 when
-# written, 0 when the job is gone, in another state, or taken up again by another attempt.
+# KEYS[1] job hash, KEYS[2] stats hash; ARGV[1] required status ('active' = queued or running),
+# ARGV[2] ttl, ARGV[3] the attempt that must hold the job ('' = any), ARGV[4] the stats counter
+# the transition counts ('' = none), then field/value pairs. Returns 1 when written, 0 when the
+# job is gone, in another state, or taken up again by another attempt. Outcomes are counted
+# here, with the write that makes them, so each is counted exactly once.
 _GUARDED_UPDATE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local status = redis.call('HGET', KEYS[1], 'status')
@@ -56,8 +58,12 @@ if ARGV[1] == 'active' then
   if status ~= 'queued' and status ~= 'running' then return 0 end
 elseif status ~= ARGV[1] then return 0 end
 if ARGV[3] ~= '' and redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[3] then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('HSET', KEYS[1], unpack(ARGV, 5))
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
+if ARGV[4] ~= '' then
+  redis.call('HINCRBY', KEYS[2], ARGV[4], 1)
+  redis.call('EXPIRE', KEYS[2], tonumber(ARGV[2]))
+end
 return 1
 """
 
@@ -71,10 +77,10 @@ redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
 return 1
 """
 
-# KEYS[1] job hash, KEYS[2] segments key, KEYS[3] attribution key; ARGV[1] ttl, ARGV[2]
-# segments PNG, ARGV[3] compressed attribution maps ('' when the method has none), ARGV[4] the
-# attempt that must hold the job, then fields. The image the job keeps using (for overlays)
-# lives as long as the job.
+# KEYS[1] job hash, KEYS[2] segments key, KEYS[3] attribution key, KEYS[4] stats hash; ARGV[1]
+# ttl, ARGV[2] segments PNG, ARGV[3] compressed attribution maps ('' when the method has none),
+# ARGV[4] the attempt that must hold the job, then fields. The image the job keeps using (for
+# overlays) lives as long as the job. Counts jobs_finished with the write.
 _FINISH = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
@@ -83,6 +89,8 @@ redis.call('SET', KEYS[2], ARGV[2], 'EX', tonumber(ARGV[1]))
 if ARGV[3] ~= '' then redis.call('SET', KEYS[3], ARGV[3], 'EX', tonumber(ARGV[1])) end
 redis.call('HSET', KEYS[1], unpack(ARGV, 5))
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
+redis.call('HINCRBY', KEYS[4], 'jobs_finished', 1)
+redis.call('EXPIRE', KEYS[4], tonumber(ARGV[1]))
 local image_key = redis.call('HGET', KEYS[1], 'image_key')
 if image_key then
   redis.call('EXPIRE', image_key, tonumber(ARGV[1]))
@@ -91,14 +99,18 @@ end
 return 1
 """
 
-# KEYS[1] job hash, KEYS[2] segments key, KEYS[3] attribution key; ARGV[1] job id, ARGV[2]
-# key prefix. Deletes the job and everything only it uses; returns the status it had ('' if
-# none).
+# KEYS[1] job hash, KEYS[2] segments key, KEYS[3] attribution key, KEYS[4] stats hash; ARGV[1]
+# job id, ARGV[2] key prefix, ARGV[3] ttl. Deletes the job and everything only it uses; returns
+# the status it had ('' if none). A queued or running job deleted counts as jobs_canceled.
 _DELETE = """
 local fields = redis.call('HMGET', KEYS[1], 'status', 'image_key', 'cache_key')
 local status = fields[1]
 if not status then return '' end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+if status == 'queued' or status == 'running' then
+  redis.call('HINCRBY', KEYS[4], 'jobs_canceled', 1)
+  redis.call('EXPIRE', KEYS[4], tonumber(ARGV[3]))
+end
 local image_key = fields[2]
 if image_key then
   local refs = image_key .. ':refs'
@@ -294,7 +306,7 @@ class JobStore:
         if not is_job_id(job_id):
             return None
         keys = [self.job_key(job_id), self.segments_key(job_id), self.attribution_key(job_id)]
-        status = self._delete(keys=keys, args=[job_id, self.prefix])
+        status = self._delete(keys=[*keys, self.stats_key], args=[job_id, self.prefix, self.ttl])
         status = status.decode() if isinstance(status, bytes) else str(status)
         return status or None
 
@@ -317,8 +329,11 @@ class JobStore:
     # attempt's later writes must present it. A worker that stalled (not dead, only silent)
     # past its heartbeat, whose job another worker took up again, can then write nothing.
     def start(self, job_id: str, attempt: str) -> bool:
+        """Hold the job for `attempt`. RQ decides when a job runs: a job still `running` is
+        one whose last run died before it could be queued again here (Redis was away), and
+        the new attempt takes it over, progress cleared; the old run's writes then fail."""
         return self._guarded(
-            job_id, "queued", status="running", started_at=utcnow(), attempt=attempt
+            job_id, "active", status="running", started_at=utcnow(), attempt=attempt, done=0
         )
 
     def progress(self, job_id: str, done: int, total: int, *, attempt: str) -> bool:
@@ -352,33 +367,41 @@ class JobStore:
         for k, v in fields.items():
             args += [k, v]
         keys = [self.job_key(job_id), self.segments_key(job_id), self.attribution_key(job_id)]
-        return bool(self._finish(keys=keys, args=args))
+        return bool(self._finish(keys=[*keys, self.stats_key], args=args))
 
     def fail(self, job_id: str, title: str, detail: str, *, attempt: str = "") -> bool:
         """Mark failed; `attempt` '' when RQ itself reports the failure (no attempt ran)."""
         error = json.dumps({"title": title, "detail": detail})
         return self._guarded(
-            job_id, "active", status="failed", finished_at=utcnow(), error=error, attempt_=attempt
+            job_id,
+            "active",
+            count_="jobs_failed",
+            status="failed",
+            finished_at=utcnow(),
+            error=error,
+            attempt_=attempt,
         )
 
-    def _guarded(self, job_id: str, required: str, *, attempt_: str = "", **fields: Any) -> bool:
-        """Write `fields` if the job is in state `required` (and held by `attempt_`, if given)."""
-        args: list[Any] = [required, self.ttl, attempt_]
+    def _guarded(
+        self, job_id: str, required: str, *, attempt_: str = "", count_: str = "", **fields: Any
+    ) -> bool:
+        """Write `fields` if the job is in state `required` (and held by `attempt_`, if given);
+        `count_`: the stats counter the write adds one to."""
+        args: list[Any] = [required, self.ttl, attempt_, count_]
         for k, v in fields.items():
             args += [k, v]
-        return bool(self._update(keys=[self.job_key(job_id)], args=args))
+        return bool(self._update(keys=[self.job_key(job_id), self.stats_key], args=args))
 
-    def record_outcome(
+    def record_run(
         self,
-        outcome: str,
         *,
         seconds: float | None = None,
         evaluations: int = 0,
         evaluation_seconds: float = 0.0,
     ) -> None:
-        """Counters for /metrics: jobs by outcome, duration histogram, model evaluations."""
+        """Counters for /metrics of a run: its duration (histogram) and model evaluations.
+        Jobs by outcome are counted by the transitions themselves (finish, fail, delete)."""
         pipe = self.redis.pipeline(transaction=False)
-        pipe.hincrby(self.stats_key, f"jobs_{outcome}", 1)
         if seconds is not None:
             pipe.hincrbyfloat(self.stats_key, "duration_sum", seconds)
             pipe.hincrby(self.stats_key, "duration_count", 1)

@@ -80,11 +80,10 @@ def run_explanation(job_id: str) -> str:
     except WorkerStopped:
         detail = "the worker shut down while the job ran; submit it again"
         store.fail(job_id, "Worker stopped", detail, attempt=attempt)
-        store.record_outcome("failed", seconds=time.perf_counter() - started)
+        store.record_run(seconds=time.perf_counter() - started)
         return "failed"
-    except Cancelled:
+    except Cancelled:  # counted by the DELETE that canceled it, or by the run that took over
         log.info("job %s canceled or taken over while running", job_id)
-        store.record_outcome("canceled")
         return "canceled"
     except (RedisConnectionError, RedisTimeoutError):
         # Nothing can be recorded without Redis. The job stays in RQ's started registry; once
@@ -94,16 +93,15 @@ def run_explanation(job_id: str) -> str:
     except GlimpseError as exc:
         log.warning("job %s failed: %s: %s", job_id, exc.title, exc.detail)
         store.fail(job_id, exc.title, exc.detail, attempt=attempt)
-        store.record_outcome("failed", seconds=time.perf_counter() - started)
+        store.record_run(seconds=time.perf_counter() - started)
         return "failed"
     except Exception as exc:  # a job must end in a state a client can read
         log.exception("job %s crashed", job_id)
         title = "Job timed out" if type(exc).__name__ == "JobTimeoutException" else "Internal error"
         store.fail(job_id, title, f"{type(exc).__name__}: {exc}", attempt=attempt)
-        store.record_outcome("failed", seconds=time.perf_counter() - started)
+        store.record_run(seconds=time.perf_counter() - started)
         return "failed"
-    store.record_outcome(
-        status,
+    store.record_run(
         seconds=time.perf_counter() - started if status == "finished" else None,
         evaluations=evaluations,
         evaluation_seconds=evaluation_seconds,
@@ -169,17 +167,18 @@ def _run(store: JobStore, settings: Settings, job_id: str, attempt: str) -> tupl
 
 
 def on_failure(job: Any, connection: Redis, exc_type: Any, exc_value: Any, tb: Any) -> None:
-    """RQ failure callback: the job function died in a way it could not record itself
-    (timeout outside its try, a crash in RQ, its worker killed); make the job `failed` with
-    the reason, or, when its worker died and RQ is about to run it again, queued afresh."""
+    """RQ failure callback: the job function died in a way it could not record itself (its
+    worker killed, Redis lost mid-run, a crash in RQ). RQ alone decides what happens next:
+    when it will run the job again (retries left), the job goes back to queued, progress
+    cleared; only when it will not is the job `failed`, with the reason."""
     settings = get_settings()
     store = JobStore(connection, settings)
     name = getattr(exc_type, "__name__", "Error")
+    if job.should_retry:  # RQ queues it again right after this callback
+        log.warning("job %s: its run died (%s); queued again", job.id, name)
+        store.requeue(job.id)
+        return
     if name == "AbandonedJobError":
-        if job.retries_left:
-            log.warning("job %s: its worker died; queued again", job.id)
-            store.requeue(job.id)
-            return
         detail = (
             "the worker running this job stopped answering (killed, out of memory or cut off "
             f"from Redis) on every one of its {settings.job_retries + 1} attempts"

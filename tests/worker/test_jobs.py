@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from rq import Queue
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from rq import Queue, Retry
 from rq.callbacks import Callback
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
@@ -108,19 +109,21 @@ def test_a_job_deleted_before_it_starts_is_skipped(store: JobStore, chelsea_png:
     job_id = new_job(store, chelsea_png)
     assert store.delete(job_id) == "queued"
     assert jobs.run_explanation(job_id) == "canceled"
-    assert store.redis.keys("*") == []
+    assert store.redis.keys("*") == [store.stats_key.encode()]  # nothing but the counters
+    assert store.stats()["jobs_canceled"] == 1
 
 
 def test_guarded_writes_never_resurrect_a_deleted_job(store: JobStore, chelsea_png: bytes) -> None:
     job_id = new_job(store, chelsea_png)
     assert store.start(job_id, "a1")
-    assert not store.start(job_id, "a2")  # only a queued job starts
     assert store.progress(job_id, 5, 10, attempt="a1")
-    assert store.delete(job_id) == "running"
+    assert store.start(job_id, "a2")  # RQ ran it again: the new run takes it over
     assert not store.progress(job_id, 6, 10, attempt="a1")
+    assert store.delete(job_id) == "running"
+    assert not store.progress(job_id, 6, 10, attempt="a2")
     assert not store.fail(job_id, "x", "y")
-    assert not store.finish(job_id, result_json="{}", segments_png=b"png", done=10, attempt="a1")
-    assert store.redis.keys("*") == []
+    assert not store.finish(job_id, result_json="{}", segments_png=b"png", done=10, attempt="a2")
+    assert store.redis.keys("*") == [store.stats_key.encode()]
     assert store.delete(job_id) is None
 
 
@@ -215,6 +218,8 @@ def test_the_failure_callback_records_timeouts_and_crashes(
     store: JobStore, chelsea_png: bytes
 ) -> None:
     class RQJobStub:
+        should_retry = False  # RQ will not run it again
+
         def __init__(self, id: str) -> None:
             self.id = id
 
@@ -240,7 +245,9 @@ def restore_signals() -> Iterator[None]:
         signal.signal(s, handler)
 
 
-def enqueue(settings: Settings, store: JobStore, job_id: str, timeout: int) -> None:
+def enqueue(
+    settings: Settings, store: JobStore, job_id: str, timeout: int, retries: int = 0
+) -> None:
     queue = Queue(settings.queue_name, connection=store.redis, serializer=JSONSerializer)
     queue.enqueue_call(
         "worker.jobs.run_explanation",
@@ -248,7 +255,62 @@ def enqueue(settings: Settings, store: JobStore, job_id: str, timeout: int) -> N
         job_id=job_id,
         timeout=timeout,
         on_failure=Callback("worker.jobs.on_failure"),
+        retry=Retry(max=retries) if retries else None,
     )
+
+
+def test_a_run_that_loses_redis_is_run_again_and_counted_once(
+    settings: Settings,
+    store: JobStore,
+    chelsea_png: bytes,
+    restore_signals: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Redis stalls mid-run: the run raises a Redis timeout. RQ runs it again (a retry
+    left), and the failure callback must not mark it failed meanwhile: it finishes once."""
+    job_id = new_job(store, chelsea_png)
+    real_run, runs = jobs._run, []
+
+    def stalls_once(*args: object, **kwargs: object) -> tuple[str, int, float]:
+        runs.append(1)
+        if len(runs) == 1:
+            raise RedisTimeoutError("Timeout reading from socket")
+        return real_run(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(jobs, "_run", stalls_once)
+    enqueue(settings, store, job_id, timeout=120, retries=2)
+    build_worker(settings, store.redis).work(burst=True, logging_level="CRITICAL")
+    job = store.get(job_id)
+    assert job is not None and job.status == "finished" and len(runs) == 2, job
+    stats = store.stats()
+    assert stats["jobs_finished"] == 1 and stats.get("jobs_failed", 0) == 0
+    assert store.redis.hget(store.job_key(job_id), "restarts") == b"1"
+
+
+def test_a_run_that_died_before_its_job_was_queued_again_is_taken_over(
+    store: JobStore, chelsea_png: bytes
+) -> None:
+    """The callback could not reach Redis, so the job still says running when RQ runs it
+    again: the new run takes it over and the old run's writes are refused."""
+    job_id = new_job(store, chelsea_png)
+    assert store.start(job_id, "dead-run") and store.progress(job_id, 30, 60, attempt="dead-run")
+    assert jobs.run_explanation(job_id) == "finished"
+    assert not store.progress(job_id, 40, 60, attempt="dead-run")
+    assert store.stats()["jobs_finished"] == 1
+
+
+def test_every_outcome_is_counted_once_by_its_transition(
+    store: JobStore, chelsea_png: bytes
+) -> None:
+    failed = new_job(store, chelsea_png)
+    store.start(failed, "a")
+    assert store.fail(failed, "Boom", "x", attempt="a")
+    assert not store.fail(failed, "Boom", "again", attempt="a")  # failed already: no count
+    queued = new_job(store, chelsea_png, seed=1)
+    assert store.delete(queued) == "queued"
+    assert store.delete(failed) == "failed"  # a failed job deleted is not a cancel
+    stats = store.stats()
+    assert stats["jobs_failed"] == 1 and stats["jobs_canceled"] == 1
 
 
 def test_rq_runs_jobs_in_process_and_times_them_out(
@@ -271,3 +333,15 @@ def test_rq_runs_jobs_in_process_and_times_them_out(
     # One warm session served both jobs.
     assert list(jobs.warm_models()._models) == [MODEL]
     assert np.isfinite(timed_out.done)
+
+
+def test_a_maintenance_lock_left_by_a_dead_worker_lapses_in_seconds(
+    settings: Settings, store: JobStore
+) -> None:
+    """A worker killed (or cut off) in the middle of its maintenance pass leaves the lock
+    behind: it must lapse within a dead worker's time, not RQ's 15 minutes."""
+    worker = build_worker(settings, store.redis)
+    (queue,) = worker.queues
+    assert queue.acquire_maintenance_lock()  # and then the worker dies
+    assert 0 < store.redis.ttl(queue.registry_cleaning_key) <= settings.worker_dead_after_s
+    assert not build_worker(settings, store.redis).queues[0].acquire_maintenance_lock()
