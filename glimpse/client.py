@@ -127,7 +127,7 @@ _BY_STATUS: dict[int, type[GlimpseAPIError]] = {
 
 @dataclass(frozen=True)
 class Job:
-    """The job resource (CONTRACT §1)."""
+    """The job resource (docs/api.md)."""
 
     id: str
     status: str
@@ -197,7 +197,7 @@ class GlimpseClient:
 
     # --- jobs -----------------------------------------------------------------------------
     def submit(self, image: ImageLike, **params: Any) -> Job:
-        """Upload an image with explainer params (CONTRACT §1); returns the queued job, or an
+        """Upload an image with explainer params (docs/api.md); returns the queued job, or an
         identical earlier one (cache)."""
         name, data = _image_bytes(image)
         response = self._http.post(

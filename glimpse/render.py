@@ -1,4 +1,4 @@
-"""Overlays of superpixel weights on the photo (CONTRACT §1: heatmap, boundaries, highlight)
+"""Overlays of superpixel weights on the photo (docs/api.md: heatmap, boundaries, highlight)
 and the class grid figure (every explained class side by side, as shap's image_plot).
 
 NumPy, and Pillow to draw the figure's text: the API renders on demand from the stored

@@ -1,4 +1,4 @@
-"""The `result` object of a finished job (CONTRACT §1), shared by worker, API and CLI."""
+"""The `result` object of a finished job (docs/api.md), shared by worker, API and CLI."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`glimpse explain` (CONTRACT §2): the files it writes, in process and as a subprocess, and
+"""`glimpse explain` (docs/cli.md): the files it writes, in process and as a subprocess, and
 one clear line for bad input."""
 
 from __future__ import annotations
