@@ -22,6 +22,7 @@ from rq.serializers import JSONSerializer
 from app import errors, openapi_docs
 from app.api.routes import explanations, health, kserve, metrics, models, web
 from app.auth import KeyRing
+from app.body_deadline import BodyDeadline
 from app.metrics import Metrics, MetricsMiddleware
 from app.ratelimit import RateLimiter
 from app.warmup import rehearse_submission, warm_up
@@ -98,6 +99,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.rate_limiter = RateLimiter(redis, settings)
 
     errors.install(app)
+    app.add_middleware(
+        BodyDeadline, idle_s=settings.body_idle_timeout_s, total_s=settings.body_timeout_s
+    )
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.include_router(explanations.router)
     app.include_router(models.router)

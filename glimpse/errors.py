@@ -4,6 +4,7 @@
     ├── BadRequest (400)            malformed body, broken JSON
     ├── Unauthorized (401)          API keys are on and none, or an unknown one, was sent
     ├── NotFound (404)              unknown job or artifact
+    ├── RequestTimeout (408)        a request body that stalled or took too long to arrive
     ├── PayloadTooLarge (413)       too many bytes or pixels
     ├── UnsupportedImage (415)      not a decodable image of an accepted format
     ├── UnsupportedMediaType (415)  a body that is neither multipart nor JSON
@@ -49,6 +50,11 @@ class Unauthorized(GlimpseError):
 class NotFound(GlimpseError):
     status = 404
     title = "Not found"
+
+
+class RequestTimeout(GlimpseError):
+    status = 408
+    title = "Request timeout"
 
 
 class PayloadTooLarge(GlimpseError):

@@ -89,6 +89,17 @@ class Settings(BaseSettings):
         description="The largest budget × image pixels of a job whose samples are composed at "
         "the original size (inpainting backgrounds: about 1 µs of OpenCV per pixel and sample).",
     )
+    body_idle_timeout_s: float = Field(
+        default=10,
+        gt=0,
+        description="A request body that sends nothing for this long mid-upload gets 408.",
+    )
+    body_timeout_s: float = Field(
+        default=120,
+        gt=0,
+        description="A request body not all there after this long gets 408 (20 MiB at about "
+        "1.4 Mbit/s).",
+    )
     max_queue_length: int = Field(default=200, gt=0, description="Queued jobs before 503.")
     redis_timeout_s: float = Field(
         default=1.5,
