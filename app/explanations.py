@@ -1,18 +1,23 @@
 """What the explanation routes do: submit, read, delete, and the artifacts of a finished job.
 
-Validation happens here, before anything is queued: params, the model (from its card; the API
-never loads a model runtime), class indices, the image (decoded once, then dropped), and
-what the job may cost (glimpse/limits.py).
+Validation happens here, before anything is queued (`check`): params, the model (from its card
+and graph; the API never loads a model runtime), class indices, the Grad-CAM layer, the image
+(decoded once, then dropped), and every rule of glimpse/limits.py on its size and cost: what
+a worker would refuse from the params, the card and the image size alone is a 4xx here.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import logging
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 from rq import Queue, Retry
 from rq.callbacks import Callback
 from rq.exceptions import NoSuchJobError
@@ -20,13 +25,13 @@ from rq.job import Job as RQJob
 
 from app.schemas import Job
 from app.uploads import Submission
-from glimpse.cards import ModelRegistry, is_valid_name
+from glimpse.cards import ModelRegistry, RegisteredModel, is_valid_name
 from glimpse.errors import GlimpseError, InvalidParams, NotFound, ServiceUnavailable
 from glimpse.hierarchy import level_maps
 from glimpse.images import decode_image, decode_maps, decode_segments_png, encode_png
-from glimpse.limits import check_budget, check_request
+from glimpse.limits import check_budget, check_classes, check_request
 from glimpse.modelfiles import layer_names
-from glimpse.params import Classes, ExplainParams, parse_params
+from glimpse.params import ExplainParams, parse_params
 from glimpse.render import (
     CAPTIONS,
     OverlayStyle,
@@ -51,7 +56,8 @@ class NotFinished(GlimpseError):
 
 
 def normalize(raw: Any, settings: Settings, registry: ModelRegistry) -> ExplainParams:
-    """Validated params with the server's defaults (model, batch size) filled in."""
+    """Validated params with the server's defaults (model, batch size) filled in: every check
+    that needs neither the image nor a worker (the model's card and graph are read here)."""
     params = parse_params(raw)
     check_budget(params, settings.max_num_samples)
     name = params.model or settings.default_model
@@ -68,24 +74,54 @@ def normalize(raw: Any, settings: Settings, registry: ModelRegistry) -> ExplainP
             f"params.model: no model named {name!r}; GET /v1/models lists them",
             errors=[{"loc": ["params", "model"], "msg": f"unknown model {name!r}"}],
         ) from None
-    n = model.card.num_classes
-    if isinstance(params.targets, Classes):
-        bad = [c for c in params.targets.classes if c >= n]
-        if bad:
-            raise InvalidParams(
-                f"params.targets.classes: {bad} out of range; model {name!r} has {n} classes",
-                errors=[{"loc": ["params", "targets", "classes"], "msg": f"must be < {n}"}],
-            )
-    if params.method == "gradcam" and params.gradcam.layer is not None:
-        layer = params.gradcam.layer
-        if layer not in layer_names(model.onnx_path):
-            raise InvalidParams(
-                f"params.gradcam.layer: model {name!r} has no tensor or node named {layer!r}",
-                errors=[{"loc": ["params", "gradcam", "layer"], "msg": f"unknown layer {layer!r}"}],
-            )
-    return params.model_copy(
+    params = params.model_copy(
         update={"model": name, "batch_size": params.batch_size or settings.batch_size}
     )
+    check_classes(params, model.card.num_classes)
+    if params.method == "gradcam":
+        check_gradcam_layer(params, model)
+    return params
+
+
+#: Nodes whose presence gives Grad-CAM a layer of its own choice (worker/engine/gradcam.py
+#: `graph_info`: the global pool's input, else the last convolution's output).
+FEATURE_MAP_OPS = frozenset({"GlobalAveragePool", "ReduceMean", "Conv"})
+
+
+def check_gradcam_layer(params: ExplainParams, model: RegisteredModel) -> None:
+    """gradcam.layer names a tensor or node of the graph; without one, the graph has a
+    convolution or global pool for the worker to choose."""
+    layer = params.gradcam.layer
+    if layer is not None:
+        if layer not in layer_names(model.onnx_path):
+            raise InvalidParams(
+                f"params.gradcam.layer: model {model.name!r} has no tensor or node named {layer!r}",
+                errors=[{"loc": ["params", "gradcam", "layer"], "msg": f"unknown layer {layer!r}"}],
+            )
+        return
+    ops = _op_types(model.onnx_path)
+    if ops is not None and not FEATURE_MAP_OPS & ops:
+        raise InvalidParams(
+            f"params.method: model {model.name!r} has no convolution or global pool to compute "
+            "Grad-CAM on; use a perturbation method (lime, kernel_shap, partition_shap, "
+            "occlusion)",
+            errors=[{"loc": ["params", "method"], "msg": "no convolutional layer"}],
+        )
+
+
+def _op_types(path: Path) -> frozenset[str] | None:
+    """The node types of the graph, or None where it cannot be read: the worker that loads it
+    then ends the job `failed` with the reason (a model folder is the operator's to fix)."""
+    try:
+        return _graph_op_types(str(path), path.stat().st_mtime_ns)
+    except Exception:  # onnx raises DecodeError, OSError, ValueError …
+        return None
+
+
+@functools.lru_cache(maxsize=16)
+def _graph_op_types(path: str, mtime_ns: int) -> frozenset[str]:
+    graph = onnx.load(path, load_external_data=False).graph
+    return frozenset(node.op_type for node in graph.node)
 
 
 def ensure_room(queue: Queue, settings: Settings, *, waiting: int | None = None) -> None:
@@ -104,6 +140,25 @@ def owned_cache_key(cache_key: str, owner: str) -> str:
     return f"{owner}:{cache_key}" if owner else cache_key
 
 
+@dataclass(frozen=True)
+class Checked:
+    """A submission that passed every submit-time check; the decoded pixels are dropped."""
+
+    image: bytes
+    sha256: str
+    params: ExplainParams
+
+
+def check(submission: Submission, *, settings: Settings, registry: ModelRegistry) -> Checked:
+    """Everything that can be known before queueing: the params, the model's card and graph,
+    the image (decoded once), and every rule of glimpse/limits.py on its size."""
+    params = normalize(submission.params, settings, registry)
+    image = decode_image(submission.image, max_pixels=settings.max_image_pixels)
+    card = registry.get(params.model or settings.default_model).card
+    check_request(params, card, image.height, image.width, settings)
+    return Checked(image=submission.image, sha256=image.sha256, params=params)
+
+
 def submit(
     submission: Submission,
     *,
@@ -115,11 +170,16 @@ def submit(
 ) -> tuple[JobRecord, bool]:
     """(the job, whether it is new). An identical earlier job of the same owner (API key id,
     '' without keys) is reused unless cache=false."""
-    params = normalize(submission.params, settings, registry)
-    image = decode_image(submission.image, max_pixels=settings.max_image_pixels)
-    card = registry.get(params.model or settings.default_model).card
-    check_request(params, card, image.height, image.width, settings)
-    cache_key = owned_cache_key(params.cache_key(image.sha256), owner)
+    checked = check(submission, settings=settings, registry=registry)
+    return enqueue(checked, settings=settings, store=store, queue=queue, owner=owner)
+
+
+def enqueue(
+    checked: Checked, *, settings: Settings, store: JobStore, queue: Queue, owner: str = ""
+) -> tuple[JobRecord, bool]:
+    """Queue a checked submission, or answer its cached twin; see `submit`."""
+    params = checked.params
+    cache_key = owned_cache_key(params.cache_key(checked.sha256), owner)
     # One round trip asks for both the cache entry and the queue's length: under load, every
     # wait on Redis is a wait for the GIL too.
     with store.redis.pipeline(transaction=False) as probe:
@@ -135,8 +195,8 @@ def submit(
     with store.redis.pipeline(transaction=True) as pipe:
         pipe.multi()  # explicit, as RQ expects of a pipeline it is handed
         job = store.create(
-            image=submission.image,
-            sha256=image.sha256,
+            image=checked.image,
+            sha256=checked.sha256,
             params=params.model_dump(mode="json"),
             cache_key=cache_key,
             total=params.budget,
@@ -154,7 +214,7 @@ def submit(
             on_failure=Callback(FAILURE_CALLBACK),
             # Only a dead worker's job is retried: the job function records its own failures.
             retry=Retry(max=settings.job_retries) if settings.job_retries else None,
-            description=f"explain {params.method} {params.model} {image.sha256[:12]}",
+            description=f"explain {params.method} {params.model} {checked.sha256[:12]}",
             pipeline=pipe,
         )
         pipe.execute()

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import math
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -116,6 +118,26 @@ def reported_error(title: str, detail: str) -> GlimpseError:
     return kind(detail) if kind is not None else GlimpseError(f"{title}: {detail}")
 
 
+@contextlib.contextmanager
+def at_instance(i: int) -> Iterator[None]:
+    """An error about the image (a 413/415, or `loc: ["image"]`) names instance i of the
+    body instead; errors about the params, the same for every instance, pass unchanged."""
+    try:
+        yield
+    except GlimpseError as exc:
+        loc = ["body", "instances", str(i)]
+        if exc.errors is None and exc.status in (413, 415):
+            exc.errors = [{"loc": loc, "msg": exc.detail}]
+        elif exc.errors and any(list(e["loc"]) == ["image"] for e in exc.errors):
+            exc.errors = [
+                {**e, "loc": loc} if list(e["loc"]) == ["image"] else e for e in exc.errors
+            ]
+        else:
+            raise
+        exc.detail = f"instance {i}: {exc.detail}"
+        raise
+
+
 def model_name(name: str, registry: ModelRegistry) -> str:
     try:
         registry.get(name)
@@ -128,10 +150,12 @@ def predict(
     images: list[bytes], name: str, *, settings: Settings, redis: Redis, queue: Queue
 ) -> list[list[dict[str, Any]]]:
     """Top classes of each image, from a worker, within settings.sync_timeout_s."""
+    for i, data in enumerate(images):  # every instance is read before any is queued
+        with at_instance(i):
+            decode_image(data, max_pixels=settings.max_image_pixels)  # 413/415
     pending = []
     limit = math.ceil(settings.sync_timeout_s)
     for data in images:
-        decode_image(data, max_pixels=settings.max_image_pixels)  # 413/415 before queueing
         service.ensure_room(queue, settings)
         token = new_job_id()
         image_key = f"{settings.key_prefix}:predict:{token}:image"
@@ -179,16 +203,14 @@ def explain(
             errors=[{"loc": ["body", "parameters"], "msg": "must be a JSON object"}],
         )
     params = {**(parameters or {}), "model": name}
+    checked = []
+    for i, data in enumerate(images):  # every instance passes every check before any is queued
+        with at_instance(i):
+            submission = Submission(image=data, params=params)
+            checked.append(service.check(submission, settings=settings, registry=registry))
     jobs = [
-        service.submit(
-            Submission(image=data, params=params),
-            settings=settings,
-            store=store,
-            queue=queue,
-            registry=registry,
-            owner=owner,
-        )[0]
-        for data in images
+        service.enqueue(one, settings=settings, store=store, queue=queue, owner=owner)[0]
+        for one in checked
     ]
     deadline = time.monotonic() + settings.sync_timeout_s
     results = []

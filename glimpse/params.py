@@ -24,7 +24,8 @@ class _Strict(BaseModel):
 # --- segmentation -------------------------------------------------------------------------
 class Quickshift(_Strict):
     algorithm: Literal["quickshift"] = "quickshift"
-    kernel_size: float = Field(default=4, gt=0, le=64)
+    # At least 1, as scikit-image's quickshift requires (and Glimpse's, which raises below it).
+    kernel_size: float = Field(default=4, ge=1, le=64)
     max_dist: float = Field(default=200, gt=0)
     ratio: float = Field(default=0.2, ge=0, le=1)
 
@@ -98,7 +99,9 @@ class Classes(_Strict):
 
 
 class LimeOptions(_Strict):
-    kernel_width: float = Field(default=0.25, gt=0)
+    # lime's kernel is sqrt(exp(-d² / width²)) over cosine distances d in [0, 1]: the width's
+    # square must be a positive finite float (1e-300 squares to 0, 1e300 overflows).
+    kernel_width: float = Field(default=0.25, ge=1e-6, le=1e6)
     alpha: float = Field(default=1.0, ge=0)
     keep_probability: float = Field(default=0.5, gt=0, lt=1)
 

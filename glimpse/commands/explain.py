@@ -20,7 +20,7 @@ import numpy as np
 
 from glimpse.cards import ModelCard, ModelRegistry
 from glimpse.errors import GlimpseError, InvalidParams, NotFound, UnsupportedImage
-from glimpse.params import Classes, ExplainParams, parse_params
+from glimpse.params import ExplainParams, parse_params
 
 SEGMENTATIONS = ("quickshift", "slic", "felzenszwalb", "grid")
 METHODS = ("lime", "kernel_shap", "partition_shap", "gradcam", "occlusion")
@@ -194,6 +194,20 @@ _FLAGS = {
 }
 
 
+def _naming_the_option(exc: InvalidParams, image_path: Path) -> InvalidParams:
+    """A shared check's error ("params.occlusion.stride: …", "image: …") naming the option
+    or the file instead of the API's key, where there is one."""
+    loc = [str(part) for part in (exc.errors or [{"loc": []}])[0]["loc"]]
+    if loc == ["image"]:
+        name = str(image_path)
+    elif loc[:1] == ["params"] and len(loc) > 1 and loc[1] in _FLAGS:
+        name = _FLAGS[loc[1]]
+    else:
+        return exc
+    detail = re.sub(r"^[\w.]+: ", "", exc.detail)
+    return InvalidParams(f"{name}: {detail}", errors=exc.errors)
+
+
 # --- the model ------------------------------------------------------------------------------
 @dataclass
 class CliModel:
@@ -273,15 +287,10 @@ def run(args: argparse.Namespace) -> int:
     model_ref = resolve_model(args, settings.models_dir, settings.default_model)
     if model_ref.registered:
         params = params.model_copy(update={"model": model_ref.name})
-    if isinstance(params.targets, Classes):
-        bad = [c for c in params.targets.classes if c >= model_ref.card.num_classes]
-        if bad:
-            raise InvalidParams(
-                f"--classes: {bad} out of range; model {model_ref.name!r} has "
-                f"{model_ref.card.num_classes} classes (0..{model_ref.card.num_classes - 1})"
-            )
-
-    check_request(params, model_ref.card, image.height, image.width, settings)
+    try:  # the API's and the worker's own submit-time checks
+        check_request(params, model_ref.card, image.height, image.width, settings)
+    except InvalidParams as exc:
+        raise _naming_the_option(exc, image_path) from None
     runtime = build_runtime(model_ref.path, model_ref.card, settings)
     batch_size = params.batch_size or settings.batch_size
     with _ProgressBar(disable=args.quiet) as bar:

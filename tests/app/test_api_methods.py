@@ -124,12 +124,15 @@ def test_unknown_gradcam_layer_is_422_at_submit(client: httpx.Client, small_png:
     assert body["errors"][0]["loc"] == ["params", "gradcam", "layer"]
 
 
-def test_too_many_occlusion_windows_fail_with_the_reason(
+def test_too_many_occlusion_windows_are_refused_at_submit(
     client: httpx.Client, chelsea_png: bytes
 ) -> None:
     params = {"method": "occlusion", "occlusion": {"window": 8, "stride": 4}, "num_samples": 100}
-    job = wait_for_job(client, submit_json(client, chelsea_png, params).json()["id"])
-    assert job["status"] == "failed" and "larger stride" in job["error"]["detail"]
+    r = submit_json(client, chelsea_png, params)
+    assert r.status_code == 422, r.text
+    problem = r.json()
+    assert "larger stride" in problem["detail"]
+    assert problem["errors"][0]["loc"] == ["params", "occlusion", "stride"]
 
 
 def test_gradcam_maps_are_deleted_with_the_job(

@@ -134,7 +134,9 @@ def test_default_out_is_glimpse_out_slash_image_stem(
 def test_explain_with_an_onnx_file_as_model(settings_env, tmp_path: Path) -> None:
     model = region_model(tmp_path / "region.onnx", 16, 16, slice(0, 8), slice(0, 8))
     image = tmp_path / "img.png"
-    image.write_bytes(encode_png(np.full((16, 16, 3), 200, np.uint8)))
+    # 32x32 (the smallest side explained), squashed to the model's 16x16: 8-pixel cells of
+    # the image are its 4x4 grid, and the region is the top-left 16x16 of the image.
+    image.write_bytes(encode_png(np.full((32, 32, 3), 200, np.uint8)))
     out = tmp_path / "out"
     args = [
         "explain",
@@ -144,7 +146,7 @@ def test_explain_with_an_onnx_file_as_model(settings_env, tmp_path: Path) -> Non
         "--preset",
         "imagenet-squash",
         "--segmentation",
-        '{"algorithm": "grid", "cell_size": 4}',
+        '{"algorithm": "grid", "cell_size": 8}',
         "--samples",
         "64",
         "--top-k",
@@ -218,3 +220,56 @@ def test_top_k_and_classes_are_exclusive(settings_env, capsys: pytest.CaptureFix
         main(["explain", "x.png", "--top-k", "2", "--classes", "1"])
     assert info.value.code == 2
     assert "not allowed with" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        # the image below the minimum side: the same check as the API's and the worker's
+        (["explain", "{tiny}"], "{tiny}: the image is 8x31 pixels"),
+        (["explain", "{tiny}", "--method", "gradcam"], "each side must be at least 32 pixels"),
+        (
+            ["explain", "{image}", "--method", "occlusion", "--window", "8", "--stride", "4"],
+            "--window/--stride: occlusion with window 8 and stride 4 on this 40x36 image needs "
+            "73 evaluations",
+        ),
+        (
+            ["explain", "{image}", "--method", "occlusion", "--window", "40"],
+            "--window/--stride: one window of 40 pixels covers the whole 40x36 image",
+        ),
+        (
+            ["explain", "{image}", "--segmentation", '{"algorithm": "grid", "cell_size": 64}'],
+            "--segmentation: a grid of 64-pixel cells is one cell",
+        ),
+        (["explain", "{image}", "--classes", "1000"], "--top-k/--classes: [1000] out of range"),
+    ],
+)
+def test_what_the_api_refuses_at_submit_the_cli_refuses_before_loading_the_model(
+    settings_env,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    argv: list[str],
+    needle: str,
+) -> None:
+    import worker.models
+
+    def no_model(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(worker.models, "build_runtime", no_model)
+    tiny = tmp_path / "tiny.png"
+    tiny.write_bytes(encode_png(np.zeros((31, 8, 3), np.uint8)))
+    image = tmp_path / "ok.png"
+    image.write_bytes(encode_png(np.zeros((36, 40, 3), np.uint8)))
+    names = {"tiny": str(tiny), "image": str(image)}
+    for key, value in names.items():
+        argv = [a.replace("{" + key + "}", value) for a in argv]
+        needle = needle.replace("{" + key + "}", value)
+    code = main([*argv, "--samples", "20", "--out", str(tmp_path / "o"), "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 2
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("glimpse: invalid parameters: ") and needle in lines[0], lines[0]
+    assert not (tmp_path / "o").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from glimpse.errors import InvalidParams
@@ -122,3 +123,43 @@ def test_cache_key_ignores_cache_and_batch_size_but_not_what_changes_numbers() -
 def test_params_are_frozen() -> None:
     with pytest.raises(Exception):  # noqa: B017  (pydantic's ValidationError)
         ExplainParams().seed = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("raw", "loc"),
+    [
+        # scikit-image's (and Glimpse's) quickshift raise ValueError below 1: a job that would
+        # end "Internal error" in the worker is a 422 here.
+        (
+            {"segmentation": {"algorithm": "quickshift", "kernel_size": 0.5}},
+            ["params", "segmentation", "quickshift", "kernel_size"],
+        ),
+        # lime's kernel divides by width²: 1e-300² is 0 (NaN weights, an SVD that fails),
+        # 1e300² overflows (OverflowError).
+        ({"lime": {"kernel_width": 1e-300}}, ["params", "lime", "kernel_width"]),
+        ({"lime": {"kernel_width": 1e300}}, ["params", "lime", "kernel_width"]),
+    ],
+)
+def test_values_the_engine_cannot_run_are_rejected_here(raw: dict, loc: list[str]) -> None:
+    with pytest.raises(InvalidParams) as info:
+        parse_params(raw)
+    assert info.value.errors is not None and info.value.errors[0]["loc"] == loc
+
+
+def test_the_engine_runs_the_ends_of_the_new_ranges() -> None:
+    from worker.engine.lime import Lime
+    from worker.engine.quickshift import quickshift
+
+    image = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    spec = parse_params({"segmentation": {"algorithm": "quickshift", "kernel_size": 1}})
+    assert isinstance(spec.segmentation, Quickshift)
+    labels = quickshift(
+        image, kernel_size=spec.segmentation.kernel_size, max_dist=200, ratio=0.2, seed=0
+    )
+    assert labels.shape == (16, 16)
+    z = np.random.default_rng(1).random((20, 8)) < 0.5
+    z[0] = True
+    for width in (1e-6, 1e6):
+        options = parse_params({"lime": {"kernel_width": width}}).lime
+        weights = Lime(kernel_width=options.kernel_width).kernel(z)
+        assert np.isfinite(weights).all() and weights[0] == 1.0
