@@ -19,7 +19,7 @@ from redis.retry import Retry
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-from app import errors, openapi_docs
+from app import errors, offline_docs, openapi_docs
 from app.api.routes import explanations, health, kserve, metrics, models, web
 from app.auth import KeyRing
 from app.body_deadline import BodyDeadline
@@ -84,6 +84,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description=DESCRIPTION,
         openapi_tags=TAGS,
+        docs_url=None,  # app/offline_docs.py serves /docs and /redoc without a CDN
+        redoc_url=None,
     )
     redis = api_redis(settings)
     store = JobStore(redis, settings)
@@ -111,4 +113,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(web.router)
     app.mount("/static", StaticFiles(directory=web.STATIC), name="static")
     openapi_docs.install(app)
+    offline_docs.install(app)
     return app
