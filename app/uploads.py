@@ -90,6 +90,12 @@ async def _from_multipart(request: Request) -> Submission:
                 f"unknown form part {unknown[0]!r}; send `image` and optionally `params`",
                 errors=[{"loc": ["body", k], "msg": "unknown form part"} for k in unknown],
             )
+        for name in ("image", "params"):
+            if (count := len(form.getlist(name))) > 1:
+                raise BadRequest(
+                    f"the multipart body has {count} `{name}` parts; send one",
+                    errors=[{"loc": ["body", name], "msg": f"{count} parts, expected one"}],
+                )
         image = form.get("image")
         if image is None:
             raise BadRequest(

@@ -10,7 +10,15 @@ import hashlib
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+)
 
 from glimpse.errors import InvalidParams
 
@@ -98,6 +106,20 @@ class Classes(_Strict):
     classes: list[Annotated[int, Field(ge=0)]] = Field(min_length=1, max_length=20)
 
 
+def _targets_kind(value: Any) -> str:
+    """Which of the two a `targets` object means, read from its key, so that an error is
+    reported against the one the client wrote ({"classes": [-1]}: classes.0 must be >= 0)."""
+    if isinstance(value, Classes) or (isinstance(value, dict) and "classes" in value):
+        return "classes"
+    return "top_k"
+
+
+Targets = Annotated[
+    Annotated[TopK, Tag("top_k")] | Annotated[Classes, Tag("classes")],
+    Discriminator(_targets_kind),
+]
+
+
 class LimeOptions(_Strict):
     # lime's kernel is sqrt(exp(-d² / width²)) over cosine distances d in [0, 1]: the width's
     # square must be a positive finite float (1e-300 squares to 0, 1e300 overflows).
@@ -125,7 +147,7 @@ Method = Literal["lime", "kernel_shap", "partition_shap", "gradcam", "occlusion"
 class ExplainParams(_Strict):
     model: str | None = Field(default=None, min_length=1, max_length=100)
     method: Method = "lime"
-    targets: TopK | Classes = TopK()
+    targets: Targets = TopK()
     num_samples: int | Literal["auto"] = Field(
         default=1000, description='model evaluations to spend (10..100000), or "auto"'
     )
@@ -162,6 +184,15 @@ class ExplainParams(_Strict):
         return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _field_path(loc: tuple[int | str, ...]) -> list[str]:
+    """pydantic's error location as the client's field path: the tag of the `targets` variant
+    (top_k, classes) that pydantic puts after `targets` is not a field."""
+    path = [str(p) for p in loc]
+    if path[:1] == ["targets"] and path[1:2] in (["top_k"], ["classes"]) and len(path) > 2:
+        del path[1]
+    return path
+
+
 def parse_params(raw: Any, *, loc_prefix: tuple[str, ...] = ("params",)) -> ExplainParams:
     """Validate a `params` object (dict or None); raise InvalidParams with `errors[].loc`."""
     if raw is None:
@@ -175,7 +206,7 @@ def parse_params(raw: Any, *, loc_prefix: tuple[str, ...] = ("params",)) -> Expl
         return ExplainParams.model_validate(raw)
     except ValidationError as exc:
         errors = [
-            {"loc": [*loc_prefix, *(str(p) for p in e["loc"])], "msg": e["msg"]}
+            {"loc": [*loc_prefix, *_field_path(e["loc"])], "msg": e["msg"]}
             for e in exc.errors(include_url=False)
         ]
         first = errors[0]

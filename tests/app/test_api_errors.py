@@ -94,6 +94,20 @@ def test_400_multipart_params_part_that_is_empty(
     assert body["errors"][0]["loc"] == ["body", "params"] and "empty" in body["detail"]
 
 
+def test_400_two_image_parts_name_the_part(live: httpx.Client, small_png: bytes) -> None:
+    """Two `image` parts used to be accepted, the last one explained: which one the client
+    meant cannot be known."""
+    r = live.post(
+        "/v1/explanations",
+        files=[
+            ("image", ("a.png", small_png, "image/png")),
+            ("image", ("b.png", small_png, "image/png")),
+        ],
+    )
+    body = assert_problem(r, 400)
+    assert body["errors"][0]["loc"] == ["body", "image"] and "2 `image` parts" in body["detail"]
+
+
 def test_400_broken_multipart(live: httpx.Client) -> None:
     r = live.post(
         "/v1/explanations",

@@ -163,3 +163,20 @@ def test_the_engine_runs_the_ends_of_the_new_ranges() -> None:
         options = parse_params({"lime": {"kernel_width": width}}).lime
         weights = Lime(kernel_width=options.kernel_width).kernel(z)
         assert np.isfinite(weights).all() and weights[0] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("targets", "loc", "words"),
+    [
+        ({"classes": [-1]}, ["params", "targets", "classes", "0"], "greater than or equal to 0"),
+        ({"top_k": 0}, ["params", "targets", "top_k"], "greater than or equal to 1"),
+        ({"top_k": 1, "classes": [2]}, ["params", "targets", "top_k"], "Extra inputs"),
+    ],
+)
+def test_a_bad_target_names_its_field_and_the_real_reason(
+    targets: dict, loc: list[str], words: str
+) -> None:
+    with pytest.raises(InvalidParams) as info:
+        parse_params({"targets": targets})
+    assert info.value.errors is not None and info.value.errors[0]["loc"] == loc
+    assert words in info.value.detail
