@@ -1,4 +1,4 @@
-"""Explainer parameters: the `params` object of the contract, validated and normalised.
+"""Explainer parameters: the `params` object of docs/api.md, validated and normalised.
 
 Unknown keys are rejected (`extra="forbid"`); every default is filled in, so the normalised
 params of a job say exactly what ran.

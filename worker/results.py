@@ -1,4 +1,4 @@
-"""Turning the engine's numbers into the contract's `result` object."""
+"""Turning the engine's numbers into the `result` object of docs/api.md."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """`glimpse explain IMAGE`: one explanation in this process (no Redis), written to a folder.
 
-Writes DIR/result.json (the contract's `result` object), DIR/attribution.npy (float32
+Writes DIR/result.json (the `result` object of docs/api.md), DIR/attribution.npy (float32
 [K, H, W]), DIR/segments.png (16-bit superpixel ids), DIR/overlay-<class_index>.png,
 DIR/figure.png (every explained class side by side) and, for partition_shap,
 DIR/hierarchy.npy (float32 [K, L, H, W], the split tree's coarse-to-fine maps).
