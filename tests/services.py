@@ -226,6 +226,18 @@ def _worker_keys(redis: Redis, queue: str) -> list[bytes]:
     return list(redis.smembers(f"rq:workers:{queue}"))  # type: ignore[arg-type]
 
 
+def fresh_env(home: Path, **extra: str) -> dict[str, str]:
+    """A user's environment for scripts/serve.sh: no GLIMPSE_ settings, no REDIS_URL, a HOME
+    of its own, and no local EfficientNet for serve.sh to fall back on."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GLIMPSE_")}
+    for name in ("REDIS_URL", "XDG_DATA_HOME", "VIRTUAL_ENV"):
+        env.pop(name, None)
+    env["HOME"] = str(home)
+    env["GLIMPSE_LOCAL_MODELS"] = str(home / "no-shared-here")
+    env.update(extra)
+    return env
+
+
 def wait_until(
     check, *, timeout: float, what: str, proc: subprocess.Popen[bytes] | None = None
 ) -> None:

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from onnx_models import pooled_classifier
 from PIL import Image
-from services import REPO, free_port, wait_until
+from services import REPO, free_port, fresh_env, wait_until
 from skimage import data as skdata
 
 pytestmark = pytest.mark.slow
@@ -73,18 +73,6 @@ def using_it_blocks() -> list[Block]:
 
 
 BLOCKS = using_it_blocks()
-
-
-def fresh_env(home: Path, **extra: str) -> dict[str, str]:
-    """A user's environment, as tests/scripts/test_serve.py builds it: no GLIMPSE_ settings,
-    no REDIS_URL, a HOME of its own, and no local EfficientNet for serve.sh to fall back on."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GLIMPSE_")}
-    for name in ("REDIS_URL", "XDG_DATA_HOME", "VIRTUAL_ENV"):
-        env.pop(name, None)
-    env["HOME"] = str(home)
-    env["GLIMPSE_LOCAL_MODELS"] = str(home / "no-shared-here")
-    env.update(extra)
-    return env
 
 
 @dataclass

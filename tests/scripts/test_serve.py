@@ -15,21 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 from onnx_models import pooled_classifier
-from services import REPO, FileServer, free_port, wait_until
+from services import REPO, FileServer, free_port, fresh_env, wait_until
 
 pytestmark = pytest.mark.slow
-
-
-def fresh_env(home: Path, **extra: str) -> dict[str, str]:
-    """A user's environment: no GLIMPSE_ settings, no REDIS_URL, a HOME of its own, and no
-    local EfficientNet to fall back on."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GLIMPSE_")}
-    for name in ("REDIS_URL", "XDG_DATA_HOME", "VIRTUAL_ENV"):
-        env.pop(name, None)
-    env["HOME"] = str(home)
-    env["GLIMPSE_LOCAL_MODELS"] = str(home / "no-shared-here")
-    env.update(extra)
-    return env
 
 
 @pytest.fixture
