@@ -39,6 +39,16 @@ from glimpse.params import parse_params  # noqa: E402
 from glimpse.settings import Settings  # noqa: E402
 
 
+def efficientnet_card() -> ModelCard:
+    """The card of the shared EfficientNet-Lite0 (../shared/models)."""
+    return ModelCard(
+        input_name="data",
+        output_name="logits",
+        num_classes=1000,
+        **PRESETS["imagenet-squash"],  # type: ignore[arg-type]
+    )
+
+
 def prepare_models(root: Path, which: str) -> str:
     """Registers the benchmarked model in a scratch models folder; returns its name."""
     registry = ModelRegistry(root)
@@ -48,13 +58,7 @@ def prepare_models(root: Path, which: str) -> str:
         folder.mkdir(parents=True)
         (folder / "model.onnx").symlink_to(SHARED / "efficientnet-lite0.onnx")
         shutil.copyfile(SHARED / "imagenet1k_labels.txt", folder / "labels.txt")
-        card = ModelCard(
-            input_name="data",
-            output_name="logits",
-            num_classes=1000,
-            **PRESETS["imagenet-squash"],  # type: ignore[arg-type]
-        )
-        registry.write(name, card)
+        registry.write(name, efficientnet_card())
         return name
     from glimpse.modelfiles import resnet50_card, write_resnet50_untrained
 
@@ -193,9 +197,16 @@ class Service:
     """`glimpse up` on a free port with a scratch models folder; stopped on exit."""
 
     def __init__(
-        self, models_dir: Path, model: str, batch_size: int, workers: int = 1, **settings: str
+        self,
+        models_dir: Path,
+        model: str,
+        batch_size: int,
+        workers: int = 1,
+        log: Path | None = None,
+        **settings: str,
     ) -> None:
-        """`settings`: more GLIMPSE_* environment for the service."""
+        """`settings`: more GLIMPSE_* environment for the service; `log`: a file for its
+        output (else discarded)."""
         self.port = free_port()
         env = {
             **os.environ,
@@ -206,14 +217,17 @@ class Service:
         }
         env.pop("REDIS_URL", None)
         env.pop("GLIMPSE_REDIS_URL", None)
+        output = log.open("ab") if log is not None else None
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "glimpse.cli", "up", "--port", str(self.port)]
             + ["--workers", str(workers)],
             env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=output or subprocess.DEVNULL,
+            stderr=subprocess.STDOUT if output else subprocess.DEVNULL,
             start_new_session=True,
         )
+        if output is not None:
+            output.close()  # the child has its own descriptor
         self.base = f"http://127.0.0.1:{self.port}"
 
     def __enter__(self) -> Service:
@@ -257,8 +271,16 @@ class Service:
             os.killpg(self.proc.pid, signal.SIGKILL)
 
 
-def explain_over_rest(base: str, png: bytes, samples: int, seed: int) -> tuple[float, float]:
-    """Submit → poll until finished: (client-side latency, the job's own engine seconds)."""
+def explain_over_rest(
+    base: str,
+    png: bytes,
+    samples: int,
+    seed: int,
+    poll_s: float = 0.1,
+    timeout_s: float | None = None,
+) -> tuple[float, float]:
+    """Submit → poll every `poll_s` until finished: (client-side latency, the job's own engine
+    seconds). A job not finished within `timeout_s` (None: no limit) raises."""
     import httpx
 
     params = {
@@ -276,11 +298,48 @@ def explain_over_rest(base: str, png: bytes, samples: int, seed: int) -> tuple[f
             data={"params": json.dumps(params)},
         ).json()
         while job["status"] in ("queued", "running"):
-            time.sleep(0.1)  # a brisk client; 20 ms polls cost the 2-core host real CPU
+            if timeout_s is not None and time.perf_counter() - started > timeout_s:
+                raise RuntimeError(f"job still {job['status']} after {timeout_s} s")
+            time.sleep(poll_s)  # 0.1: a brisk client; 20 ms polls cost the 2-core host real CPU
             job = client.get(f"/v1/explanations/{job['id']}").json()
     if job["status"] != "finished":
         raise RuntimeError(f"job ended {job['status']}: {job.get('error')}")
     return time.perf_counter() - started, float(job["result"]["stats"]["seconds"])
+
+
+def client_figures(
+    base: str,
+    png: bytes,
+    samples: int,
+    clients: int,
+    n: int,
+    poll_s: float = 0.1,
+    timeout_s: float | None = None,
+) -> dict[str, float]:
+    """`n` LIME requests (seeds 0..n-1) from `clients` concurrent clients: latency
+    percentiles, explanations per second over the whole burst, what the service adds."""
+
+    def one(seed: int) -> tuple[float, float]:
+        return explain_over_rest(base, png, samples, seed, poll_s, timeout_s)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        runs = list(pool.map(one, range(n)))
+    wall = time.perf_counter() - started
+    latencies = [latency for latency, _ in runs]
+    figures = {
+        "requests": n,
+        "p50_s": round(float(np.percentile(latencies, 50)), 3),
+        "p95_s": round(float(np.percentile(latencies, 95)), 3),
+        "explanations_per_s": round(n / wall, 4),
+        # what the service adds to the job's own engine time (upload, queue, poll)
+        "service_overhead_p50_s": round(
+            float(np.median([latency - engine for latency, engine in runs])), 3
+        ),
+    }
+    if clients == 1:
+        figures["worker_engine_p50_s"] = round(float(np.median([e for _, e in runs])), 3)
+    return figures
 
 
 def rest_figures(
@@ -292,30 +351,13 @@ def rest_figures(
         explain_over_rest(service.base, png, samples, seed=10_000)  # warm the worker's session
         for clients in (1, 8):
             n = requests if clients == 1 else max(requests, clients)
-            started = time.perf_counter()
-            with ThreadPoolExecutor(clients) as pool:
-                runs = list(
-                    pool.map(
-                        lambda s: explain_over_rest(service.base, png, samples, seed=s), range(n)
-                    )
-                )
-            wall = time.perf_counter() - started
-            latencies = [latency for latency, _ in runs]
-            figures[f"clients_{clients}"] = {
-                "requests": n,
-                "p50_s": round(float(np.percentile(latencies, 50)), 3),
-                "p95_s": round(float(np.percentile(latencies, 95)), 3),
-                "explanations_per_s": round(n / wall, 4),
-                # what the service adds to the job's own engine time (upload, queue, poll)
-                "service_overhead_p50_s": round(
-                    float(np.median([latency - engine for latency, engine in runs])), 3
-                ),
-            }
-            if clients == 1:
-                figures[f"clients_{clients}"]["worker_engine_p50_s"] = round(
-                    float(np.median([engine for _, engine in runs])), 3
-                )
+            figures[f"clients_{clients}"] = client_figures(service.base, png, samples, clients, n)
     return figures
+
+
+def overhead_ratio(engine_seconds: float, model_evaluations: int, evals_per_s: float) -> float:
+    """The engine's time over the bare model's for the same evaluations (README, Figures)."""
+    return engine_seconds * evals_per_s / model_evaluations
 
 
 def memory_curve(which: str, budgets: list[int], batch_size: int) -> dict[str, float]:
@@ -386,8 +428,12 @@ def main() -> None:
         lime = sorted((r[1] for r in runs), key=lambda r: r["seconds"])[len(runs) // 2]
         shap_ = sorted((r[2] for r in runs), key=lambda r: r["seconds"])[len(runs) // 2]
         bare = lime["model_evaluations"] / rate
-        lime_ratios = [r[1]["seconds"] * r[0] / r[1]["model_evaluations"] for r in runs]
-        shap_ratios = [r[2]["seconds"] * r[0] / r[2]["model_evaluations"] for r in runs]
+        lime_ratios = [
+            overhead_ratio(r[1]["seconds"], r[1]["model_evaluations"], r[0]) for r in runs
+        ]
+        shap_ratios = [
+            overhead_ratio(r[2]["seconds"], r[2]["model_evaluations"], r[0]) for r in runs
+        ]
         report: dict[str, object] = {
             "device": f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} cores",
             "runtime": loaded.runtime.description,

@@ -128,16 +128,24 @@ class Settings(BaseSettings):
         default="onnxruntime",
         description="onnxruntime, or torch (the ONNX graph run by PyTorch: glimpse[torch]).",
     )
-    precision: Literal["fp32", "fp16", "bf16"] = Field(
+    precision: Literal["fp32", "tf32", "fp16", "bf16"] = Field(
         default="fp32",
         description="Floating precision of the model's weights and activations (torch runtime; "
-        "fp16 needs CUDA).",
+        "fp32 is IEEE fp32 on CUDA too; tf32: fp32 values with TF32 tensor-core convolutions "
+        "and matrix products; tf32 and fp16 need CUDA).",
     )
     torch_device: str = Field(
         default="auto", description="torch runtime: auto (CUDA if available), cpu, cuda, cuda:N."
     )
     channels_last: bool = Field(
         default=False, description="torch runtime: NHWC memory format for 4-D tensors."
+    )
+    torch_mode: Literal["eager", "cuda_graphs", "compile", "compile_cuda_graphs"] = Field(
+        default="eager",
+        description="torch runtime: eager (a PyTorch call per ONNX node), cuda_graphs (each "
+        "batch shape captured once as a CUDA graph and replayed: one launch per batch; CUDA "
+        "only), compile (torch.compile, once per batch shape: slow first batches), or "
+        "compile_cuda_graphs (the compiled code, captured).",
     )
     providers: list[str] = Field(
         default_factory=lambda: ["CPUExecutionProvider"],
@@ -209,10 +217,12 @@ class Settings(BaseSettings):
     @property
     def runtime_providers(self) -> list[str]:
         """Where the workers' runtime runs, as /v1/models reports it: the ONNX Runtime
-        providers asked for, or the torch device (as configured), precision and layout."""
+        providers asked for, or the torch device (as configured), precision, layout and mode."""
         if self.runtime == "torch":
-            return [self.torch_device, self.precision] + (
-                ["channels_last"] if self.channels_last else []
+            return (
+                [self.torch_device, self.precision]
+                + (["channels_last"] if self.channels_last else [])
+                + ([self.torch_mode] if self.torch_mode != "eager" else [])
             )
         return list(self.providers)
 

@@ -1,5 +1,6 @@
 """PyTorch runtime: the ONNX graph interpreted by torch (worker/runtime/torch_graph.py), on
-the CPU or CUDA, in fp32, fp16 (CUDA only) or bf16, optionally channels_last.
+the CPU or CUDA, in fp32, tf32 or fp16 (CUDA only) or bf16, optionally channels_last, eagerly or
+as CUDA graphs and/or through torch.compile (`MODES`).
 
 For hosts that have PyTorch with CUDA but not onnxruntime-gpu. Same interface as
 `OnnxRuntimeModel`: `__call__(batch)` runs the model; `bind(image, background, segments)`
@@ -12,6 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import onnx
@@ -21,7 +23,24 @@ from glimpse.cards import ModelCard
 from glimpse.errors import ModelError
 from worker.runtime.torch_graph import GraphModule
 
-PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+PRECISIONS = {
+    "fp32": torch.float32,
+    "tf32": torch.float32,  # fp32 values, TF32 tensor-core convolutions and matrix products
+    "fp16": torch.float16,
+    "bf16": torch.bfloat16,
+}
+CUDA_ONLY_PRECISIONS = {
+    "fp16": "PyTorch's CPU kernels lack fp16 convolutions; use bf16 (or fp32) on the CPU",
+    "tf32": "TF32 is a mode of NVIDIA's tensor cores; use fp32 on the CPU",
+}
+#: How each batch runs: eager (one PyTorch call per ONNX node), cuda_graphs (each input shape
+#: captured once as a CUDA graph, then replayed: one launch per batch; CUDA only), compile
+#: (torch.compile, once per input shape), compile_cuda_graphs (the compiled code, captured).
+MODES = ("eager", "cuda_graphs", "compile", "compile_cuda_graphs")
+#: Input shapes captured per model at most; batches of other shapes then run uncaptured.
+MAX_CUDA_GRAPHS = 16
+
+T = TypeVar("T")
 
 
 def resolve_device(device: str) -> torch.device:
@@ -52,6 +71,10 @@ def host_tensor(array: np.ndarray, dtype: type) -> torch.Tensor:
     return torch.from_numpy(array)
 
 
+def _shape_key(x: torch.Tensor) -> tuple[object, ...]:
+    return (tuple(x.shape), x.dtype, x.is_contiguous(memory_format=torch.channels_last))
+
+
 class TorchModel:
     runtime = "torch"
 
@@ -65,18 +88,28 @@ class TorchModel:
         channels_last: bool = False,
         fused: bool = True,
         threads: int = 0,
+        mode: str | None = None,
     ) -> None:
+        """`mode`: one of MODES; None takes GLIMPSE_TORCH_MODE (`torch_mode` in the settings)."""
+        if mode is None:
+            from glimpse.settings import get_settings
+
+            mode = get_settings().torch_mode
+        if mode not in MODES:
+            raise ModelError(f"torch mode {mode!r}: choose one of {', '.join(MODES)}")
         self.card = card
         self.path = Path(path)
         self.fused = fused
         if precision not in PRECISIONS:
             raise ModelError(f"precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
         self._device = resolve_device(device)
-        if precision == "fp16" and self._device.type == "cpu":
+        if precision in CUDA_ONLY_PRECISIONS and self._device.type == "cpu":
             raise ModelError(
-                "precision fp16 needs a CUDA device: PyTorch's CPU kernels lack fp16 "
-                "convolutions; use bf16 (or fp32) on the CPU"
+                f"precision {precision} needs a CUDA device: {CUDA_ONLY_PRECISIONS[precision]}"
             )
+        if "cuda_graphs" in mode and self._device.type != "cuda":
+            raise ModelError(f"torch mode {mode} needs a CUDA device; use eager or compile")
+        self.mode = mode
         self.precision = precision
         self.dtype = PRECISIONS[precision]
         self.channels_last = channels_last
@@ -98,6 +131,12 @@ class TorchModel:
         self.providers: list[str] = [self.device, precision]
         if channels_last:
             self.providers.append("channels_last")
+        if mode != "eager":
+            self.providers.append(mode)
+        self._compiled: dict[tuple[object, ...], Callable[[torch.Tensor], torch.Tensor]] = {}
+        self._cuda_graphs: dict[tuple[object, ...], tuple[Any, torch.Tensor, torch.Tensor]] = {}
+        self._graph_pool: Any = None
+        self._replay_lock = threading.Lock()
 
     def _build(self, *, fuse: bool) -> GraphModule:
         try:
@@ -129,17 +168,105 @@ class TorchModel:
         return x
 
     def _run(self, graph: GraphModule, x: torch.Tensor) -> torch.Tensor:
+        self._math_mode()
         outs, _ = graph.execute({self.card.input_name: x}, [self.card.output_name])
         return outs[0]
+
+    def _math_mode(self) -> None:
+        """TF32 on or off for this model's CUDA convolutions and matrix products. The switches
+        are process-wide, so they are set before every run (fp32 means IEEE fp32 here, not
+        cuDNN's default of TF32 convolutions). The legacy switches: PyTorch refuses a mix of
+        them and the newer fp32_precision ones, and only these exist in every version."""
+        if self._device.type == "cuda":
+            tf32 = self.precision == "tf32"
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+            torch.backends.cudnn.allow_tf32 = tf32
+
+    def _eager_forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._run(self.graph, x)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """One forward pass, compiled or not as `mode` says (not yet captured)."""
+        if "compile" in self.mode:
+            return self._compiled_forward(x)
+        return self._eager_forward(x)
+
+    def _compiled_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The forward pass through torch.compile, traced and compiled once per input shape.
+        The interpreter's loop is first flattened into one FX graph by running it (make_fx):
+        dynamo itself stops at the interpreter's shape arithmetic, and a break inside the
+        loop leaves the whole loop uncompiled."""
+        key = _shape_key(x)
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            from torch.fx.experimental.proxy_tensor import make_fx
+
+            self._math_mode()
+            traced = make_fx(lambda t: self._eager_forward(t))(x)
+            compiled = self._compiled[key] = torch.compile(traced, dynamic=False)
+        self._math_mode()
+        return compiled(x)
+
+    def _forward_batch(self, x: torch.Tensor, consume: Callable[[torch.Tensor], T]) -> T:
+        """`consume(outputs)` of the model on device batch x, run as `mode` says. A replayed
+        graph writes its outputs into the same tensor every time, so they are consumed (copied
+        to the host) before another batch of that shape may run."""
+        if "cuda_graphs" not in self.mode:
+            return consume(self._forward(x))
+        with self._replay_lock:
+            captured = self._captured(x)
+            if captured is None:
+                return consume(self._forward(x))
+            graph, static_in, static_out = captured
+            self._math_mode()
+            static_in.copy_(x)
+            graph.replay()
+            return consume(static_out)
+
+    def _captured(self, x: torch.Tensor) -> tuple[Any, torch.Tensor, torch.Tensor] | None:
+        """The CUDA graph of the forward pass for x's shape, dtype and layout, captured on
+        first use (after two warm-up runs on a side stream, as PyTorch's docs do); None once
+        MAX_CUDA_GRAPHS shapes are held. All graphs share one memory pool: they only ever
+        replay one at a time, and each keeps its own input and output tensors."""
+        key = _shape_key(x)
+        found = self._cuda_graphs.get(key)
+        if found is not None or len(self._cuda_graphs) >= MAX_CUDA_GRAPHS:
+            return found
+        if self._graph_pool is None:
+            self._graph_pool = torch.cuda.graph_pool_handle()
+        static_in = x.clone(memory_format=torch.preserve_format)
+        side = torch.cuda.Stream(device=self._device)
+        side.wait_stream(torch.cuda.current_stream(self._device))
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                self._forward(static_in)
+        torch.cuda.current_stream(self._device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph, pool=self._graph_pool):
+                static_out = self._forward(static_in)
+        except RuntimeError as exc:
+            raise ModelError(f"{self.path.name}: CUDA graph capture failed: {exc}") from exc
+        self._cuda_graphs[key] = (graph, static_in, static_out)
+        return self._cuda_graphs[key]
 
     @staticmethod
     def _host(t: torch.Tensor, n: int) -> np.ndarray:
         return t.detach().float().reshape(n, -1).cpu().numpy()
 
+    def forward_device(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (n, 3, h, w) on the device, in the model's dtype and layout -> the raw outputs
+        there, run as `mode` says, with no host transfer either way (benchmarks). Under CUDA
+        graphs the result is the graph's own output: the next batch of that shape overwrites
+        it."""
+        with torch.inference_mode():
+            return self._forward_batch(x, lambda out: out)
+
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         """batch: (n, 3, h, w) float32 -> (n, C) raw outputs, float32."""
+        n = len(batch)
         with torch.inference_mode():
-            return self._host(self._run(self.graph, self._to_device(batch)), len(batch))
+            return self._forward_batch(self._to_device(batch), lambda out: self._host(out, n))
 
     def bind(
         self, image: np.ndarray, background: np.ndarray, segments: np.ndarray
@@ -164,7 +291,8 @@ class TorchModel:
                 batch = mask[:, None] * diff[None]
                 batch += bg[None]
                 batch = batch.to(self.dtype).contiguous(memory_format=memory_format)
-                return self._host(self._run(self.graph, batch), len(z))
+                n = len(z)
+                return self._forward_batch(batch, lambda out: self._host(out, n))
 
         evaluate.resident = (x, bg, diff, seg)  # type: ignore[attr-defined]
         return evaluate
