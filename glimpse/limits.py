@@ -231,20 +231,7 @@ def check_occlusion(params: ExplainParams, height: int, width: int, max_design_s
                 {"loc": ["params", "occlusion", "window"], "msg": f"must be below {side} here"}
             ],
         )
-    key = _budget_key(params)
-    if windows + 1 > params.budget:
-        fits = _smallest_stride(height, width, window, stride, params.budget)
-        raise InvalidParams(
-            f"params.occlusion.stride: occlusion with {where} needs {windows + 1} evaluations "
-            f"({windows} windows and the image); {key} is {params.budget}: use a larger stride "
-            f"(at least {fits}), or raise {key} to {windows + 1}",
-            errors=[
-                {
-                    "loc": ["params", "occlusion", "stride"],
-                    "msg": f"{windows} windows exceed the budget of {params.budget}",
-                }
-            ],
-        )
+    check_occlusion_budget(params, windows, height, width)
     cells = occlusion_cells(height, window, stride) * occlusion_cells(width, window, stride)
     limit = max_design_size * OCCLUSION_DESIGN_SHARE
     if windows * cells > limit:
@@ -260,6 +247,27 @@ def check_occlusion(params: ExplainParams, height: int, width: int, max_design_s
                 }
             ],
         )
+
+
+def check_occlusion_budget(params: ExplainParams, windows: int, height: int, width: int) -> None:
+    """`windows` windows and the unoccluded image within the budget (the API, and the engine,
+    which counts the windows it will slide)."""
+    if windows + 1 <= params.budget:
+        return
+    window, stride, key = params.occlusion.window, params.occlusion.stride, _budget_key(params)
+    fits = _smallest_stride(height, width, window, stride, params.budget)
+    raise InvalidParams(
+        f"params.occlusion.stride: occlusion with window {window} and stride {stride} on this "
+        f"{width}x{height} image needs {windows + 1} evaluations ({windows} windows and the "
+        f"image); {key} is {params.budget}: use a larger stride (at least {fits}), or raise "
+        f"{key} to {windows + 1}",
+        errors=[
+            {
+                "loc": ["params", "occlusion", "stride"],
+                "msg": f"{windows} windows exceed the budget of {params.budget}",
+            }
+        ],
+    )
 
 
 def _smallest_stride(height: int, width: int, window: int, stride: int, budget: int) -> int:

@@ -15,7 +15,7 @@ import numpy as np
 
 from glimpse.cards import ModelCard
 from glimpse.errors import InvalidParams
-from glimpse.limits import check_design
+from glimpse.limits import check_design, check_occlusion_budget
 from glimpse.params import Background, Classes, ExplainParams, InpaintBackground
 from worker.engine import gradcam, occlusion, partition_shap
 from worker.engine.coalitions import Estimator
@@ -330,19 +330,7 @@ def explain_structured(
             height, width, params.occlusion.window, params.occlusion.stride
         )
         segments = windows.segments
-        if windows.count + 1 > params.budget:
-            raise InvalidParams(
-                f"occlusion with window {params.occlusion.window} and stride "
-                f"{params.occlusion.stride} on a {width}x{height} image needs "
-                f"{windows.count + 1} evaluations ({windows.count} windows and the image); "
-                f"num_samples is {params.budget}: use a larger stride or raise num_samples",
-                errors=[
-                    {
-                        "loc": ["params", "occlusion", "stride"],
-                        "msg": f"{windows.count} windows exceed the budget of {params.budget}",
-                    }
-                ],
-            )
+        check_occlusion_budget(params, windows.count, height, width)
     segmented = time.perf_counter()
 
     x = grid.image(image)
