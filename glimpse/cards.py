@@ -193,9 +193,9 @@ class ModelRegistry:
             if (p / "model.json").is_file() and is_valid_name(p.name)
         )
 
-    def default_name(self) -> str | None:
-        """The model named by the folder's `.default` file, or None when it names none."""
-        return read_default(self.root)
+    def has(self, name: str) -> bool:
+        """Whether `name` is registered here (a valid name whose folder holds a card)."""
+        return is_valid_name(name) and (self.root / name / "model.json").is_file()
 
     def set_default(self, name: str) -> None:
         """Make `name` (registered here) the folder's default: written whole, then renamed."""

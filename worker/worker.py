@@ -139,7 +139,7 @@ def announce_runtime(settings: Settings) -> RuntimeReport:
 def preload(settings: Settings) -> None:
     """Load the default model now, so the first job does not pay for it."""
     models = jobs.warm_models(settings)
-    if settings.default_model not in models.registry.names():
+    if not models.registry.has(settings.default_model):
         log.warning("default model %r is not registered; nothing preloaded", settings.default_model)
         return
     try:

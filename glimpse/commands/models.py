@@ -261,7 +261,7 @@ def run_init(args: argparse.Namespace) -> int:
     settings = get_settings()
     registry = ModelRegistry(settings.models_dir)
     name = settings.default_model
-    if name in registry.names():
+    if registry.has(name):
         print(f"default model {name!r} is registered in {registry.root}")
         return 0
     if name != FALLBACK_DEFAULT:

@@ -13,11 +13,12 @@ from datetime import UTC, datetime
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
-from rq import Worker
+from rq import Queue, Worker
 from rq.worker.base import BaseWorker
 
 from app.api.deps import QueueDep, RedisDep, RegistryDep, SettingsDep
 from app.schemas import Health
+from glimpse.settings import Settings
 
 router = APIRouter(tags=["health"])
 
@@ -41,13 +42,13 @@ def readyz(
     try:
         redis.ping()
         checks["redis"] = "ok"
-        workers = alive(Worker.all(queue=queue), settings.worker_dead_after_s)
+        workers = live_workers(queue, settings)
         checks["workers"] = f"{len(workers)} alive" if workers else "none alive"
     except RedisError as exc:
         checks["redis"] = f"unreachable: {type(exc).__name__}"
         workers = []
     model = settings.default_model
-    registered = (registry.root / model / "model.json").is_file()
+    registered = registry.has(model)
     checks["model"] = (
         f"{model} registered"
         if registered
@@ -58,6 +59,12 @@ def readyz(
     body = Health(status="ready" if ready else "not ready", checks=checks)
     headers = None if ready else {"Retry-After": str(settings.retry_after_s)}
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503, headers=headers)
+
+
+def live_workers(queue: Queue, settings: Settings) -> list[BaseWorker]:
+    """The queue's workers that beat within the last 3 heartbeats (RedisError if Redis is
+    away)."""
+    return alive(Worker.all(queue=queue), settings.worker_dead_after_s)
 
 
 def alive(workers: Sequence[BaseWorker], limit: int) -> list[BaseWorker]:

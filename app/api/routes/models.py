@@ -8,10 +8,10 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 from redis.exceptions import RedisError
-from rq import Queue, Worker
+from rq import Queue
 
 from app.api.deps import QueueDep, RegistryDep, SettingsDep, StoreDep
-from app.api.routes.health import alive
+from app.api.routes.health import live_workers
 from app.auth import authenticate
 from app.openapi_docs import problem_responses
 from app.schemas import ModelInfo
@@ -32,7 +32,7 @@ log = logging.getLogger("glimpse.api")
 def live_runtimes(store: JobStore, queue: Queue, settings: Settings) -> list[dict[str, Any]]:
     """What the live workers report they run on (none reachable: [])."""
     try:
-        names = [w.name for w in alive(Worker.all(queue=queue), settings.worker_dead_after_s)]
+        names = [w.name for w in live_workers(queue, settings)]
         return store.runtimes(names)
     except RedisError:
         return []
