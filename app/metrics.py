@@ -16,10 +16,11 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
-from rq import Queue, Worker
+from rq import Queue
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.warmup import REHEARSAL
+from app.workers import WorkerView
 from glimpse.store import DURATION_BUCKETS, JobStore
 
 log = logging.getLogger("glimpse.api")
@@ -43,7 +44,7 @@ class RedisCollector(Collector):
         up = GaugeMetricFamily("glimpse_redis_up", "1 when Redis answered this scrape")
         try:
             depth = self.queue.count
-            workers = len(Worker.all(queue=self.queue))
+            workers = len(WorkerView.all(queue=self.queue))
             stats = self.store.stats()
         except RedisError as exc:
             log.warning("metrics: redis unreachable: %s", exc)

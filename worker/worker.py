@@ -99,6 +99,13 @@ class GlimpseWorker(SimpleWorker):
         the whole job timeout, so a killed worker's job would wait that long)."""
         return self.dead_after_s
 
+    def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
+        super().prepare_job_execution(job, remove_from_intermediate_queue)
+        # RQ leaves the worker's registration the job's heartbeat TTL (dead_after_s) here;
+        # give it the TTL the in-job beats keep, so a worker on its first batch never lapses
+        # out of /readyz and /v1/models before the Heartbeat thread's first beat.
+        self.heartbeat(self.job_monitoring_interval + 60)
+
     def execute_job(self, job: Job, queue: Queue) -> None:
         execution = self.prepare_execution(job)
         with Heartbeat(self, job, execution):

@@ -611,3 +611,29 @@ def test_api_killed_and_started_again_while_jobs_run(
         time.sleep(2)
     case.check(api_down=(killed, killed + away))
     assert all(job_fields(stack, j)["status"] == "finished" for j in jobs)
+
+
+def test_redis_stalled_after_the_api_was_started_again(
+    hand_stack: HandStack, chelsea_png: bytes, small_png: bytes
+) -> None:
+    """A new API process (a fresh pool, connections made while clients already wait) is bound
+    by the same limits when Redis then stalls."""
+    stack = hand_stack
+    case = Case(stack, small_png, "API restart, then Redis SIGSTOP 10 s")
+    pid = stack.svc.redis.proc.pid
+    with case.clients:
+        time.sleep(1)
+        killed = time.monotonic()
+        away = stack.restart_api()
+        time.sleep(2)
+        os.kill(pid, signal.SIGSTOP)
+        stopped = time.monotonic()
+        try:
+            while time.monotonic() < stopped + 8:
+                assert_refused_quickly(case, small_png)
+                time.sleep(1)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        case.figures["ready_after_sigcont_s"] = round(ready_within(case, 2), 2)
+        time.sleep(1)
+    case.check(api_down=(killed, killed + away))

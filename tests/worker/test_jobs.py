@@ -345,3 +345,26 @@ def test_a_maintenance_lock_left_by_a_dead_worker_lapses_in_seconds(
     assert queue.acquire_maintenance_lock()  # and then the worker dies
     assert 0 < store.redis.ttl(queue.registry_cleaning_key) <= settings.worker_dead_after_s
     assert not build_worker(settings, store.redis).queues[0].acquire_maintenance_lock()
+
+
+def test_a_busy_worker_is_registered_for_its_in_job_beats_from_the_start(
+    settings: Settings,
+    store: JobStore,
+    chelsea_png: bytes,
+    restore_signals: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Before the Heartbeat thread's first beat, the worker's registration must already
+    outlive a beat: else a worker busy on its first batch drops out of /readyz."""
+    enqueue(settings, store, new_job(store, chelsea_png), timeout=120)
+    worker = build_worker(settings, store.redis)
+    ttls: list[int] = []
+    run = jobs.run_explanation
+
+    def recording(job_id: str) -> str:  # the job's first line: no in-job beat yet
+        ttls.append(store.redis.ttl(worker.key))
+        return run(job_id)
+
+    monkeypatch.setattr(jobs, "run_explanation", recording)
+    worker.work(burst=True, logging_level="WARNING")
+    assert ttls and ttls[0] > worker.job_monitoring_interval + 30, ttls

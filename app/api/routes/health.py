@@ -1,24 +1,17 @@
 """Liveness (`/healthz`) and readiness (`/readyz`: Redis answers, a worker is alive and the
 default model is registered: a deployment whose models step could not fetch one says so here).
-
-A worker is alive when its last heartbeat is recent: a killed worker's RQ registration
-outlives it by a minute, and must not count.
+Which workers are alive: app/workers.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import UTC, datetime
-
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
-from rq import Queue, Worker
-from rq.worker.base import BaseWorker
 
 from app.api.deps import QueueDep, RedisDep, RegistryDep, SettingsDep
 from app.schemas import Health
-from glimpse.settings import Settings
+from app.workers import live_workers
 
 router = APIRouter(tags=["health"])
 
@@ -59,20 +52,3 @@ def readyz(
     body = Health(status="ready" if ready else "not ready", checks=checks)
     headers = None if ready else {"Retry-After": str(settings.retry_after_s)}
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503, headers=headers)
-
-
-def live_workers(queue: Queue, settings: Settings) -> list[BaseWorker]:
-    """The queue's workers that beat within the last 3 heartbeats (RedisError if Redis is
-    away)."""
-    return alive(Worker.all(queue=queue), settings.worker_dead_after_s)
-
-
-def alive(workers: Sequence[BaseWorker], limit: int) -> list[BaseWorker]:
-    """The workers that beat in the last `limit` seconds."""
-    now = datetime.now(UTC)
-    return [
-        w
-        for w in workers
-        if w.last_heartbeat is not None
-        and (now - w.last_heartbeat.replace(tzinfo=UTC)).total_seconds() <= limit
-    ]

@@ -11,10 +11,10 @@ from redis.exceptions import RedisError
 from rq import Queue
 
 from app.api.deps import QueueDep, RegistryDep, SettingsDep, StoreDep
-from app.api.routes.health import live_workers
 from app.auth import authenticate
 from app.openapi_docs import problem_responses
 from app.schemas import ModelInfo
+from app.workers import live_workers
 from glimpse.cards import ModelRegistry
 from glimpse.errors import GlimpseError
 from glimpse.settings import Settings
