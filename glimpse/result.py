@@ -56,6 +56,12 @@ class ClassExplanation(BaseModel):
         default=None,
         description="the top min(5, M-1) weights exceed the next by 1.96 standard errors",
     )
+    top_settled: bool | None = Field(
+        default=None,
+        description="the top min(5, M-1) superpixels are settled: each is either above every "
+        "other superpixel by 1.96 standard errors or tied with it within 1 % of Σ|weights|. "
+        "False: the budget was too small for this many superpixels (see `warnings`)",
+    )
 
 
 class Stats(BaseModel):
@@ -88,3 +94,9 @@ class ExplanationResult(BaseModel):
         "GET /v1/explanations/{id}/hierarchy.npy paints its levels",
     )
     layer: str | None = Field(default=None, description="gradcam: the feature map explained")
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="what the reader must know before acting on the weights: a budget too "
+        "small for the superpixel count (top superpixels not settled), an `auto` run that "
+        "reached max_samples",
+    )

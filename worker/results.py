@@ -19,6 +19,7 @@ from glimpse.result import (
     Stats,
 )
 from worker.engine.explain import Explanation
+from worker.engine.uncertainty import top_k
 
 
 class Runtime(Protocol):
@@ -41,6 +42,7 @@ def build_result(
     score = explanation.score
     se = explanation.weights_se
     separated = explanation.top_separated
+    settled = explanation.top_settled
     quality = explanation.quality
     return ExplanationResult(
         model=ModelRef(
@@ -75,6 +77,7 @@ def build_result(
                     steps=quality.steps,
                 ),
                 top_separated=None if separated is None else bool(separated[k]),
+                top_settled=None if settled is None else bool(settled[k]),
             )
             for k, c in enumerate(explanation.targets)
         ],
@@ -92,7 +95,37 @@ def build_result(
         if explanation.hierarchy is None
         else [(int(a), int(b)) for a, b in explanation.hierarchy],
         layer=explanation.layer,
+        warnings=budget_warnings(explanation, params, labels),
     )
+
+
+def budget_warnings(
+    explanation: Explanation, params: ExplainParams, labels: list[str]
+) -> list[str]:
+    """One line per explained class whose top superpixels are not settled (the sampled
+    methods: LIME, Kernel SHAP), saying what was spent on how many superpixels and what to
+    do; and one when `auto` stopped at max_samples."""
+    settled = explanation.top_settled
+    if settled is None:
+        return []
+    m, spent = explanation.n_segments, explanation.model_evaluations
+    k = top_k(m)
+    found = []
+    for c, ok in zip(explanation.targets, settled, strict=True):
+        if ok:
+            continue
+        found.append(
+            f"class {int(c)} ({labels[int(c)]}): its top {k} superpixels are not settled after "
+            f"{spent} model evaluations for {m} superpixels; their order is within the "
+            'sampling noise (weights_se). Spend more (num_samples "auto" stops once they '
+            "are settled) or use fewer superpixels (e.g. slic with n_segments 20-50)."
+        )
+    if explanation.converged is False:
+        found.append(
+            f'num_samples "auto" reached max_samples ({params.max_samples}) before the top '
+            f"{k} superpixels settled: raise max_samples or use fewer superpixels."
+        )
+    return found
 
 
 def _regions(params: ExplainParams) -> str:

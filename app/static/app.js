@@ -124,8 +124,13 @@ async function submit(event) {
     model: $("model").value || undefined,
     method: $("method").value,
     targets: { top_k: Number($("top-k").value) },
-    num_samples: Number($("samples").value),
   };
+  if ($("auto-samples").checked) {
+    params.num_samples = "auto";
+    params.max_samples = Number($("samples").value);
+  } else {
+    params.num_samples = Number($("samples").value);
+  }
   const body = new FormData();
   body.append("image", file, file.name);
   body.append("params", JSON.stringify(params));
@@ -159,6 +164,13 @@ function showResult() {
   const result = job.result;
   $("progress").value = $("progress").max;
   $("submit").disabled = false;
+  const warnings = result.warnings || [];
+  $("warnings").replaceChildren(...warnings.map((text) => {
+    const li = document.createElement("li");
+    li.textContent = text;
+    return li;
+  }));
+  $("warnings").hidden = warnings.length === 0;
   const list = $("predictions");
   list.replaceChildren(...result.predictions.map((p) => {
     const li = document.createElement("li");

@@ -52,7 +52,17 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="gradcam: the feature map (tensor or node name; default: chosen automatically)",
     )
     p.add_argument(
-        "--samples", type=int, default=1000, metavar="N", help="model evaluations (10..100000)"
+        "--samples",
+        default="1000",
+        metavar="N|auto",
+        help='model evaluations (10..100000), or "auto": rounds until the top superpixels '
+        "are settled, at most --max-samples",
+    )
+    p.add_argument(
+        "--max-samples",
+        type=int,
+        metavar="N",
+        help='the most "auto" may spend (default 20000)',
     )
     targets = p.add_mutually_exclusive_group()
     targets.add_argument(
@@ -142,13 +152,25 @@ def _classes(text: str) -> list[int]:
     return classes
 
 
+def _samples(text: str) -> int | str:
+    """`--samples`: an integer or "auto" (its range is checked by the API's rules)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise InvalidParams(f'--samples: {text!r} is neither an integer nor "auto"') from None
+
+
 def params_from_args(args: argparse.Namespace, model_name: str | None) -> ExplainParams:
     raw: dict[str, Any] = {
         "method": args.method,
-        "num_samples": args.samples,
+        "num_samples": _samples(args.samples),
         "seed": args.seed,
         "output_space": args.output_space,
     }
+    if args.max_samples is not None:
+        raw["max_samples"] = args.max_samples
     if model_name is not None:
         raw["model"] = model_name
     if args.classes is not None:
@@ -181,6 +203,7 @@ def params_from_args(args: argparse.Namespace, model_name: str | None) -> Explai
 
 _FLAGS = {
     "num_samples": "--samples",
+    "max_samples": "--max-samples",
     "targets": "--top-k/--classes",
     "seed": "--seed",
     "method": "--method",
@@ -344,6 +367,8 @@ def run(args: argparse.Namespace) -> int:
         f"{params.method} over {result.segments.count} regions, "
         f"{result.stats.model_evaluations} evaluations in {result.stats.seconds:.1f} s -> {out}"
     )
+    for warning in result.warnings:  # also in result.json
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 

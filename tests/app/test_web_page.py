@@ -65,6 +65,9 @@ def test_upload_progress_and_overlay(page: Page, chelsea_png: bytes, tmp_path: P
     progress = page.eval_on_selector("#progress", "p => [p.value, p.max]")
     assert progress[0] == progress[1] == 60
     assert "Egyptian cat" in page.inner_text("#predictions")
+    # 60 evaluations for chelsea's ~90 quickshift superpixels: the page says it is noise
+    assert page.is_visible("#warnings")
+    assert "not settled after 60 model evaluations" in page.inner_text("#warnings")
     page.wait_for_function(
         "() => { const o = document.querySelector('img.overlay');"
         " return o && o.complete && o.naturalWidth === 451 && o.naturalHeight === 300; }"
@@ -81,12 +84,35 @@ def test_upload_progress_and_overlay(page: Page, chelsea_png: bytes, tmp_path: P
     assert shot.stat().st_size > 10_000
 
 
+def test_an_auto_budget_is_sent_with_its_cap(
+    page: Page, chelsea_png: bytes, tmp_path: Path
+) -> None:
+    png = tmp_path / "chelsea.png"
+    png.write_bytes(chelsea_png)
+    page.wait_for_function("document.querySelectorAll('#model option').length > 0")
+    page.set_input_files("#image-input", str(png))
+    page.select_option("#method", "kernel_shap")
+    page.fill("#samples", "120")
+    page.check("#auto-samples")
+    page.click("#submit")
+    page.wait_for_selector("#results", state="visible", timeout=90_000)
+    params = page.evaluate("job.params")
+    assert params["num_samples"] == "auto" and params["max_samples"] == 120
+    stats = page.evaluate("job.result.stats")
+    assert stats["rounds"] >= 1 and stats["model_evaluations"] <= 120
+    assert stats["converged"] is False  # ~90 superpixels: 120 evaluations cannot settle them
+    assert "reached max_samples (120)" in page.inner_text("#warnings")
+
+
 def test_the_page_fits_a_phone(page: Page) -> None:
     page.set_viewport_size({"width": 390, "height": 844})
     page.reload()
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390
-    controls = ("#model", "#method", "#top-k", "#samples", "#api-key", "#opacity", "#drop-zone")
+    controls = (
+        *("#model", "#method", "#top-k", "#samples", "#auto-samples", "#api-key"),
+        *("#opacity", "#drop-zone"),
+    )
     for control in controls:
         label = page.get_attribute(control, "aria-label")
         assert label, f"{control} has no accessible label"

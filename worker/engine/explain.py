@@ -105,6 +105,7 @@ class Explanation:
     evaluation_seconds: float
     weights_se: np.ndarray | None = None  # (k, m) standard errors of weights
     top_separated: np.ndarray | None = None  # (k,) bool, see uncertainty.py
+    top_settled: np.ndarray | None = None  # (k,) bool, see uncertainty.py
     quality: Quality | None = None  # deletion/insertion AUC, see quality.py
     rounds: int | None = None  # num_samples "auto": rounds run
     converged: bool | None = None  # num_samples "auto": stopped before max_samples
@@ -241,6 +242,7 @@ def explain(
         evaluation_seconds=evaluation_done - segmented,
         weights_se=fit.se,
         top_separated=fit.separated,
+        top_settled=fit.settled,
         quality=quality,
         rounds=spent.rounds,
         converged=spent.converged,
