@@ -16,6 +16,7 @@ Best effort: with Redis down the API starts all the same (it answers 503 until R
 from __future__ import annotations
 
 import logging
+from collections.abc import MutableMapping
 from typing import Any
 
 import numpy as np
@@ -88,7 +89,7 @@ async def rehearse_submission(app: FastAPI) -> int:
         sent = True
         return {"type": "http.request", "body": body, "more_body": False}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         nonlocal status
         if message["type"] == "http.response.start":
             status = message["status"]

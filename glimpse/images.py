@@ -67,8 +67,7 @@ def decode_image(data: bytes, *, max_pixels: int) -> DecodedImage:
             if getattr(img, "n_frames", 1) > 1 and fmt != "MPO":
                 raise UnsupportedImage("animated or multi-frame images are not accepted")
             img.load()
-            img = ImageOps.exif_transpose(img) or img
-            rgb = _to_rgb(img)
+            rgb = _to_rgb(ImageOps.exif_transpose(img) or img)
     except (UnsupportedImage, PayloadTooLarge, MemoryError):
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:

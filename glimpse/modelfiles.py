@@ -154,7 +154,7 @@ def card_from_graph(
         old_h = fields["input_size"][0]  # type: ignore[index]
         fields["input_size"] = size
         if fields.get("resize_shorter_to"):
-            ratio = fields["resize_shorter_to"] / old_h  # type: ignore[operator]
+            ratio = fields["resize_shorter_to"] / old_h
             fields["resize_shorter_to"] = round(min(size) * ratio)
     return ModelCard(
         input_name=info.input_name,

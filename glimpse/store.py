@@ -35,6 +35,7 @@ from typing import Any
 
 from redis import Redis
 from redis.client import Pipeline
+from redis.typing import EncodableT, FieldT
 
 from glimpse.settings import Settings
 
@@ -225,7 +226,7 @@ class JobStore:
         if not worker_names:
             return []
         found = self.redis.hmget(self.runtimes_key, worker_names)
-        return [json.loads(raw) for raw in found if raw]  # type: ignore[union-attr]
+        return [json.loads(raw) for raw in found if raw]
 
     # --- the API's side -------------------------------------------------------------------
     def create(
@@ -246,7 +247,7 @@ class JobStore:
         without one they run at once, in a transaction of their own."""
         job_id = new_job_id()
         image_key = self.image_key(sha256)
-        fields = {
+        fields: dict[str, str | int] = {
             "id": job_id,
             "status": "queued",
             "created_at": utcnow(),
@@ -265,7 +266,8 @@ class JobStore:
         pipe.set(image_key, image, ex=self.ttl)
         pipe.sadd(f"{image_key}:refs", job_id)
         pipe.expire(f"{image_key}:refs", self.ttl)
-        pipe.hset(self.job_key(job_id), mapping=fields)
+        mapping: dict[FieldT, EncodableT] = {k: v for k, v in fields.items()}
+        pipe.hset(self.job_key(job_id), mapping=mapping)
         pipe.expire(self.job_key(job_id), self.ttl)
         pipe.set(self.cache_index_key(cache_key), job_id, ex=self.ttl)
         if pipeline is None:

@@ -19,23 +19,23 @@ from glimpse.store import JobStore
 
 
 async def get_settings_dep(request: Request) -> Settings:
-    return request.app.state.settings  # type: ignore[no-any-return]
+    return request.app.state.settings
 
 
 async def get_redis(request: Request) -> Redis:
-    return request.app.state.redis  # type: ignore[no-any-return]
+    return request.app.state.redis
 
 
 async def get_store(request: Request) -> JobStore:
-    return request.app.state.store  # type: ignore[no-any-return]
+    return request.app.state.store
 
 
 async def get_queue(request: Request) -> Queue:
-    return request.app.state.queue  # type: ignore[no-any-return]
+    return request.app.state.queue
 
 
 async def get_registry(request: Request) -> ModelRegistry:
-    return request.app.state.registry  # type: ignore[no-any-return]
+    return request.app.state.registry
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]

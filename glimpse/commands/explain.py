@@ -26,7 +26,7 @@ SEGMENTATIONS = ("quickshift", "slic", "felzenszwalb", "grid")
 METHODS = ("lime", "kernel_shap", "partition_shap", "gradcam", "occlusion")
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "explain",
         help="explain one image in this process (no Redis)",

@@ -13,7 +13,7 @@ from glimpse.errors import InvalidParams
 from glimpse.keys import hash_key, key_id, new_key
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("keys", help="make API keys and the digests to configure the server with")
     ksub = p.add_subparsers(dest="keys_command", required=True)
 

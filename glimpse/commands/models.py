@@ -13,7 +13,7 @@ from glimpse.cards import FALLBACK_DEFAULT, PRESETS, ModelCard, ModelRegistry, c
 from glimpse.errors import InvalidParams, ModelError, NotFound
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="register, list, fetch or generate models")
     msub = p.add_subparsers(dest="models_command", required=True)
 

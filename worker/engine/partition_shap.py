@@ -185,7 +185,7 @@ def owen_values(
             for _, _, node, _, f00, f11, weight in heap:
                 dvalues[node] += (f11 - f00) * weight
             break
-        items = []
+        items: list[tuple[int, np.ndarray, np.ndarray, np.ndarray, float]] = []
         while heap and 2 * len(items) < per_round and spent + 2 * (len(items) + 1) <= max_evals:
             _, _, node, m00, f00, f11, weight = heapq.heappop(heap)
             if node < m:

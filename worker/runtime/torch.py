@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 import onnx
 import torch
 
@@ -63,7 +64,7 @@ def resolve_device(device: str) -> torch.device:
     return resolved
 
 
-def host_tensor(array: np.ndarray, dtype: type) -> torch.Tensor:
+def host_tensor(array: np.ndarray, dtype: npt.DTypeLike) -> torch.Tensor:
     """A CPU tensor over `array` as `dtype` (no copy when it already is one and writable)."""
     array = np.ascontiguousarray(array, dtype)
     if not array.flags.writeable:  # torch warns on read-only memory; copy instead

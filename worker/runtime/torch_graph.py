@@ -536,7 +536,7 @@ def _slice(ctx: BuildContext) -> Kernel:
         s_starts, s_ends = ctx.attr("starts"), ctx.attr("ends")
         s_axes = ctx.attr("axes")
 
-        def params(xs: list[Any]) -> tuple[list[int], list[int], list[int] | None, None]:
+        def params(xs: list[Any]) -> tuple[Any, Any, Any, Any]:
             return s_starts, s_ends, s_axes, None
     else:
         starts, ends = _fixed_or_runtime(ctx, 1), _fixed_or_runtime(ctx, 2)
@@ -1099,6 +1099,7 @@ class GraphModule(nn.Module):
                 self._buffer_of[name] = attr
             else:
                 self._host[name] = value
+        self._probe: Tensor  # a buffer: it moves with .to(), so it tells dtype and device
         self.register_buffer("_probe", torch.zeros(0), persistent=False)
 
         # In-place variants where input 0 is a fresh tensor that nothing else reads.
@@ -1143,7 +1144,7 @@ class GraphModule(nn.Module):
         """Run the graph. `fetch`: names to return (the graph outputs by default).
         `intercept`: a tensor to detach and mark as requiring grad where it is made, so that
         gradients of the outputs with respect to it can be taken; returned second."""
-        rt = Runtime(self._probe.dtype, self._probe.device)
+        rt = Runtime(self.dtype, self.device)
         wanted = list(fetch) if fetch is not None else self.output_names
         keep = set(wanted) | ({intercept} if intercept else set())
         env: dict[str, Any] = dict(self._host)
