@@ -117,7 +117,7 @@ def main() -> None:
                     "segments": ours.n_segments,
                     "top_class": int(ours.targets[0]),
                     "top_superpixels": ours_top,
-                    "score": round(float(ours.score[0]), 4) if ours.score is not None else None,
+                    "score": round(float(ours.r2[0]), 4) if ours.r2 is not None else None,
                 },
                 "lime_package": {
                     "seconds": round(lime_s, 3),

@@ -42,6 +42,7 @@ sys.path.insert(0, str(REPO))
 
 from glimpse.cards import PRESETS, ModelCard  # noqa: E402
 from glimpse.params import Slic  # noqa: E402
+from worker.engine.evaluate import Evaluator  # noqa: E402
 from worker.engine.explain import to_output_space  # noqa: E402
 from worker.engine.grid import InputGrid  # noqa: E402
 from worker.engine.kernel_shap import KernelShap  # noqa: E402
@@ -146,14 +147,12 @@ def glimpse(estimator, values: np.ndarray, m: int, budget: int | str, seed: int)
 
     f_full = values[-1:]
     rng = np.random.default_rng(seed)
+    evaluate = Evaluator(score, 1, batch_size=BATCH)
+    evaluate.count(1)  # f(image), known
     if budget == "auto":
-        spent = adaptive(
-            estimator, m, score, f_full, rng, max_samples=20_000, batch_size=BATCH, progress=None
-        )
+        spent = adaptive(estimator, m, evaluate, f_full, rng, max_samples=20_000)
     else:
-        spent = fixed(
-            estimator, m, score, f_full, rng, budget=int(budget), batch_size=BATCH, progress=None
-        )
+        spent = fixed(estimator, m, evaluate, f_full, rng, budget=int(budget))
     return spent.fit.weights[0], spent
 
 

@@ -24,7 +24,8 @@ from glimpse.limits import check_request
 from glimpse.params import ExplainParams
 from glimpse.settings import Settings, get_settings
 from glimpse.store import JobStore
-from worker.engine.explain import Cancelled, explain
+from worker.engine.evaluate import Cancelled
+from worker.engine.explain import explain
 from worker.models import WarmModels
 from worker.results import build_result
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Protocol
-
 import numpy as np
 
 from glimpse.images import DecodedImage
@@ -20,26 +18,19 @@ from glimpse.result import (
 )
 from worker.engine.explain import Explanation
 from worker.engine.uncertainty import top_k
-
-
-class Runtime(Protocol):
-    """What a result says of the runtime that evaluated the model."""
-
-    runtime: str
-    providers: list[str]
-    fused: bool
+from worker.runtime.base import RuntimeInfo
 
 
 def build_result(
     explanation: Explanation,
     *,
     model_name: str,
-    runtime: Runtime,
+    runtime: RuntimeInfo,
     labels: list[str],
     image: DecodedImage,
     params: ExplainParams,
 ) -> ExplanationResult:
-    score = explanation.score
+    score = explanation.r2
     se = explanation.weights_se
     separated = explanation.top_separated
     settled = explanation.top_settled

@@ -1,90 +1,38 @@
 """One explanation, end to end: segment → perturb → evaluate → fit.
 
+`explain` runs the shared prefix (regions, input grid, the unperturbed prediction, targets),
+then the method's step, which returns an `Attribution` (weights, base value and what the
+method has besides: standard errors, maps, a hierarchy), then one quality pass and one
+`Explanation`. Every model evaluation goes through one `Evaluator` (evaluate.py), so batching,
+progress, cancellation and the count live in one place.
+
 The model is any callable `f(batch) -> scores` on its input grid, with the card that says
-how to build that grid; ONNX Runtime is one implementation (worker/runtime).
+how to build that grid (worker/runtime/base.py); ONNX Runtime and PyTorch implement it.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass
 
 import numpy as np
 
 from glimpse.cards import ModelCard
 from glimpse.errors import InvalidParams
 from glimpse.limits import check_design, check_occlusion_budget
-from glimpse.params import Background, Classes, ExplainParams, InpaintBackground
+from glimpse.params import Classes, ExplainParams
 from worker.engine import gradcam, occlusion, partition_shap
-from worker.engine.coalitions import Estimator
+from worker.engine.coalitions import Estimator, Fit
+from worker.engine.evaluate import Evaluator, Progress, perturbed_evaluator
 from worker.engine.grid import InputGrid
 from worker.engine.kernel_shap import KernelShap
 from worker.engine.lime import Lime
-from worker.engine.perturb import Composer, Inpainter, background_image
 from worker.engine.quality import Quality, faithfulness
 from worker.engine.rounds import adaptive, fixed
 from worker.engine.segment import segment
+from worker.runtime.base import GradientModel, GradientSource, Model, OutputsModel
 
 TOP_PREDICTIONS = 5
-
-
-class Model(Protocol):
-    card: ModelCard
-
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        """batch: (n, 3, h, w) float32 on the input grid -> (n, num_classes) raw outputs."""
-        ...
-
-
-@runtime_checkable
-class FusedModel(Model, Protocol):
-    """A model that composes perturbed images itself (inside its graph, on its device)."""
-
-    fused: bool
-
-    def bind(
-        self, image: np.ndarray, background: np.ndarray, segments: np.ndarray
-    ) -> Callable[[np.ndarray], np.ndarray]:
-        """(3, h, w), (3, h, w), (h, w) -> f(z: (n, m) {0,1}) -> (n, num_classes) raw outputs."""
-        ...
-
-
-def coalition_evaluator(
-    model: Model, image: np.ndarray, background: np.ndarray, segments: np.ndarray
-) -> Callable[[np.ndarray], np.ndarray]:
-    """f(z) -> raw outputs: fused in the model where it can, else composed on the host."""
-    if isinstance(model, FusedModel) and model.fused:
-        return model.bind(image, background, segments)
-    compose = Composer(image, background, segments)
-    return lambda z: model(compose(z))
-
-
-def perturbed_evaluator(
-    model: Model,
-    image: np.ndarray,
-    x: np.ndarray,
-    grid: InputGrid,
-    background: Background,
-    segments: np.ndarray,
-) -> Callable[[np.ndarray], np.ndarray]:
-    """f(z) -> raw outputs for superpixels `segments` ((H, W), original size) hidden behind
-    `background`. A fixed background composes on the input grid (fused where the model can);
-    inpainting depends on what is hidden, so each image is composed at the original size and
-    preprocessed on the host (as shap's inpaint maskers do, at their cost)."""
-    if isinstance(background, InpaintBackground):
-        inpaint = Inpainter(image, segments, background, grid.image)
-        return lambda z: model(inpaint(z))
-    bg = grid.image(background_image(image, background))
-    return coalition_evaluator(model, x, bg, grid.labels(segments))
-
-
-class Cancelled(Exception):
-    """Raised by a progress callback to stop an explanation between batches."""
-
-
-Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -97,7 +45,7 @@ class Explanation:
     target_probabilities: np.ndarray  # (k,)
     weights: np.ndarray  # (k, m)
     base_value: np.ndarray  # (k,)
-    score: np.ndarray | None  # (k,) or None
+    r2: np.ndarray | None  # (k,) the surrogate's weighted R² (LIME), or None
     model_evaluations: int
     batch_size: int
     seconds: float
@@ -123,6 +71,56 @@ class Explanation:
         if self.pixel_maps is not None:
             return self.pixel_maps.astype(np.float32)
         return self.weights.astype(np.float32)[:, self.segments]
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """What a method's step gives back: weights over `segments`' regions and what else the
+    method knows."""
+
+    segments: np.ndarray  # (H, W) region ids 0..m-1
+    weights: np.ndarray  # (k, m)
+    base_value: np.ndarray  # (k,)
+    evaluate: Evaluator  # on these regions, f(image) counted
+    f_empty: np.ndarray | None = None  # (k,) the background's scores, where evaluated
+    fit: Fit | None = None  # LIME and Kernel SHAP: R², standard errors, settledness
+    rounds: int | None = None
+    converged: bool | None = None
+    pixel_maps: np.ndarray | None = None
+    hierarchy: np.ndarray | None = None
+    layer: str | None = None
+
+
+@dataclass(frozen=True)
+class Prefix:
+    """The shared prefix: what every method's step starts from."""
+
+    image: np.ndarray  # (H, W, 3) uint8
+    model: Model
+    params: ExplainParams
+    grid: InputGrid
+    x: np.ndarray  # (3, h, w) the image on the input grid
+    targets: np.ndarray  # (k,)
+    f_full: np.ndarray  # (k,) the targets' scores on the image, in the output space
+    batch_size: int
+    progress: Progress | None
+
+    def evaluator(self, segments: np.ndarray) -> Evaluator:
+        """Coalitions over `segments` ((H, W) region ids) -> target scores; f(image) is
+        counted (the prefix evaluated it)."""
+        raw = perturbed_evaluator(
+            self.model, self.image, self.x, self.grid, self.params.background, segments
+        )
+        card, space, targets = self.model.card, self.params.output_space, self.targets
+
+        def score(z: np.ndarray) -> np.ndarray:
+            return to_output_space(raw(z), card, space)[:, targets]
+
+        evaluate = Evaluator(
+            score, len(targets), batch_size=self.batch_size, progress=self.progress
+        )
+        evaluate.count(1)
+        return evaluate
 
 
 def estimator_for(params: ExplainParams) -> Estimator:
@@ -165,87 +163,157 @@ def explain(
     whatever the batch size. `max_design_size`: refuse (InvalidParams) a LIME or Kernel SHAP
     budget × superpixels above it, once the superpixels are counted (glimpse/limits.py)."""
     started = time.perf_counter()
-    if params.method in METHODS_OF_THEIR_OWN:
-        structured = explain_structured(
-            image,
-            model,
-            params,
-            batch_size=batch_size,
-            segment_max_side=segment_max_side,
-            progress=progress,
-        )
-        return (
-            with_quality(structured, image, model, params, batch_size)
-            if params.quality
-            else structured
-        )
-    card = model.card
-    segments = segment(image, params.segmentation, max_side=segment_max_side, seed=params.seed)
-    n_segments = int(segments.max()) + 1
-    if max_design_size is not None:
-        check_design(params, n_segments, max_design_size)
+    height, width = image.shape[:2]
+    grid = InputGrid(model.card, (height, width))
+    regions, windows = _regions(image, params, segment_max_side, max_design_size)
     segmented = time.perf_counter()
 
-    grid = InputGrid(card, image.shape[:2])
     x = grid.image(image)
-    evaluate = perturbed_evaluator(model, image, x, grid, params.background, segments)
-
     probabilities, targets, f_full = predict(model, x, params)
-
-    def score(rows: np.ndarray) -> np.ndarray:
-        return to_output_space(evaluate(rows), card, params.output_space)[:, targets]
-
-    estimator = estimator_for(params)
-    rng = np.random.default_rng(params.seed)
-    if params.num_samples == "auto":
-        spent = adaptive(
-            estimator,
-            n_segments,
-            score,
-            f_full,
-            rng,
-            max_samples=params.max_samples,
-            batch_size=batch_size,
-            progress=progress,
-        )
+    prefix = Prefix(image, model, params, grid, x, targets, f_full, batch_size, progress)
+    if params.method in ("lime", "kernel_shap"):
+        assert regions is not None
+        found = _sampled(prefix, regions)
+    elif params.method == "partition_shap":
+        assert regions is not None
+        found = _partition(prefix, regions)
+    elif params.method == "occlusion":
+        assert windows is not None
+        found = _occlusion(prefix, windows)
     else:
-        spent = fixed(
-            estimator,
-            n_segments,
-            score,
-            f_full,
-            rng,
-            budget=params.budget,
-            batch_size=batch_size,
-            progress=progress,
-        )
-    fit = spent.fit
+        found = _gradcam(prefix)
     evaluation_done = time.perf_counter()
 
     quality = None
-    if params.quality:  # after whatever produced fit.weights, on the same evaluate()
-        quality = faithfulness(fit.weights, score, f_full, spent.f_empty, batch_size=batch_size)
+    if params.quality:  # one pass for every method, on the regions its weights are over
+        quality = faithfulness(found.weights, found.evaluate.quietly, f_full, found.f_empty)
 
+    fit = found.fit
     order = np.argsort(-probabilities, kind="stable")[:TOP_PREDICTIONS]
     return Explanation(
-        segments=segments,
+        segments=found.segments.astype(np.int32),
         predictions=[(int(i), float(probabilities[i])) for i in order],
         targets=targets,
         target_probabilities=probabilities[targets],
-        weights=fit.weights,
-        base_value=fit.base_value,
-        score=fit.score,
-        model_evaluations=spent.evaluations,
+        weights=np.asarray(found.weights, np.float64),
+        base_value=np.asarray(found.base_value, np.float64),
+        r2=fit.score if fit else None,
+        model_evaluations=found.evaluate.evaluations,
         batch_size=batch_size,
         seconds=time.perf_counter() - started,
         segmentation_seconds=segmented - started,
         evaluation_seconds=evaluation_done - segmented,
-        weights_se=fit.se,
-        top_separated=fit.separated,
-        top_settled=fit.settled,
+        weights_se=fit.se if fit else None,
+        top_separated=fit.separated if fit else None,
+        top_settled=fit.settled if fit else None,
         quality=quality,
+        rounds=found.rounds,
+        converged=found.converged,
+        pixel_maps=found.pixel_maps,
+        hierarchy=found.hierarchy,
+        layer=found.layer,
+    )
+
+
+def _regions(
+    image: np.ndarray,
+    params: ExplainParams,
+    segment_max_side: int,
+    max_design_size: int | None,
+) -> tuple[np.ndarray | None, occlusion.Windows | None]:
+    """The regions a method attributes to, checked against the limits: superpixels, or
+    occlusion's windows; (None, None) for gradcam, whose cells come from the model."""
+    if params.method == "occlusion":
+        height, width = image.shape[:2]
+        windows = occlusion.sliding_windows(
+            height, width, params.occlusion.window, params.occlusion.stride
+        )
+        check_occlusion_budget(params, windows.count, height, width)
+        return None, windows
+    if params.method == "gradcam":
+        return None, None
+    segments = segment(image, params.segmentation, max_side=segment_max_side, seed=params.seed)
+    if max_design_size is not None and params.method != "partition_shap":
+        check_design(params, int(segments.max()) + 1, max_design_size)
+    return segments, None
+
+
+def _sampled(prefix: Prefix, segments: np.ndarray) -> Attribution:
+    """LIME and Kernel SHAP: a design of coalitions, evaluated, then fitted."""
+    params = prefix.params
+    evaluate = prefix.evaluator(segments)
+    n_segments = int(segments.max()) + 1
+    estimator = estimator_for(params)
+    rng = np.random.default_rng(params.seed)
+    if params.num_samples == "auto":
+        spent = adaptive(
+            estimator, n_segments, evaluate, prefix.f_full, rng, max_samples=params.max_samples
+        )
+    else:
+        spent = fixed(estimator, n_segments, evaluate, prefix.f_full, rng, budget=params.budget)
+    fit = spent.fit
+    return Attribution(
+        segments=segments,
+        weights=fit.weights,
+        base_value=fit.base_value,
+        evaluate=evaluate,
+        f_empty=spent.f_empty,
+        fit=fit,
         rounds=spent.rounds,
         converged=spent.converged,
+    )
+
+
+def _partition(prefix: Prefix, segments: np.ndarray) -> Attribution:
+    """Owen values over a split tree of the superpixels (partition_shap.py)."""
+    evaluate = prefix.evaluator(segments)
+    tree = partition_shap.partition_tree(segments)
+    budget = prefix.params.budget
+    evaluate.expect(max(budget, 2))
+    f_empty = evaluate(np.zeros((1, tree.n_leaves), bool))[0]
+    weights, _ = partition_shap.owen_values(evaluate, tree, f_empty, prefix.f_full, budget - 2)
+    evaluate.finish()
+    return Attribution(
+        segments=segments,
+        weights=weights,
+        base_value=f_empty,
+        evaluate=evaluate,
+        f_empty=f_empty,
+        hierarchy=tree.children,
+    )
+
+
+def _occlusion(prefix: Prefix, windows: occlusion.Windows) -> Attribution:
+    """Captum's sliding windows, each hidden on its own (occlusion.py)."""
+    evaluate = prefix.evaluator(windows.segments)
+    evaluate.expect(windows.count + 1)
+    f_occluded = evaluate(~windows.covered)
+    return Attribution(
+        segments=windows.segments,
+        weights=occlusion.occlusion_weights(windows, prefix.f_full, f_occluded),
+        base_value=np.zeros(len(prefix.targets)),
+        evaluate=evaluate,
+    )
+
+
+def _gradcam(prefix: Prefix) -> Attribution:
+    """Grad-CAM of a feature map (gradcam.py): its cells are the regions."""
+    model = prefix.model
+    if not isinstance(model, OutputsModel | GradientModel | GradientSource):
+        raise InvalidParams("gradcam needs the model's graph: this runtime does not expose it")
+    cam = gradcam.gradcam(model, prefix.x, prefix.targets, prefix.params.gradcam.layer)
+    cells = cam.maps.shape[1:]
+    segments = gradcam.cell_segments(prefix.grid, (int(cells[0]), int(cells[1])))
+    evaluate = prefix.evaluator(segments)
+    evaluate.count(cam.forward_passes)
+    evaluate.finish()
+    return Attribution(
+        segments=segments,
+        weights=cam.maps.reshape(len(prefix.targets), -1),
+        base_value=np.zeros(len(prefix.targets)),
+        evaluate=evaluate,
+        pixel_maps=gradcam.pixel_maps(prefix.grid, cam.maps),
+        layer=cam.layer,
     )
 
 
@@ -274,159 +342,3 @@ def _targets(params: ExplainParams, probabilities: np.ndarray, num_classes: int)
         return np.asarray(params.targets.classes, np.intp)
     k = min(params.targets.top_k, num_classes)
     return np.argsort(-probabilities, kind="stable")[:k].astype(np.intp)
-
-
-def with_quality(
-    explanation: Explanation,
-    image: np.ndarray,
-    model: Model,
-    params: ExplainParams,
-    batch_size: int,
-) -> Explanation:
-    """`explanation` with deletion/insertion quality measured on its own regions (any method
-    whose weights are one per region of `segments`); f(image) is evaluated again and counted
-    in quality_evaluations."""
-    segments = explanation.segments
-    if explanation.weights.shape[1] != int(segments.max()) + 1:
-        return explanation
-    card = model.card
-    grid = InputGrid(card, image.shape[:2])
-    x = grid.image(image)
-    evaluate = perturbed_evaluator(model, image, x, grid, params.background, segments)
-    targets = explanation.targets
-    f_full = to_output_space(model(x[None]), card, params.output_space)[0, targets]
-
-    def score(rows: np.ndarray) -> np.ndarray:
-        return to_output_space(evaluate(rows), card, params.output_space)[:, targets]
-
-    quality = faithfulness(explanation.weights, score, f_full, None, batch_size=batch_size)
-    quality = replace(quality, evaluations=quality.evaluations + 1)
-    return replace(explanation, quality=quality)
-
-
-# --- the methods with a procedure of their own (worker/engine/{partition_shap,occlusion,gradcam})
-METHODS_OF_THEIR_OWN = frozenset({"partition_shap", "occlusion", "gradcam"})
-
-
-def explain_structured(
-    image: np.ndarray,
-    model: Model,
-    params: ExplainParams,
-    *,
-    batch_size: int,
-    segment_max_side: int = 640,
-    progress: Progress | None = None,
-) -> Explanation:
-    """partition_shap (Owen values over a split tree of the superpixels), occlusion (sliding
-    windows) and gradcam (the feature map's cells): same prefix as LIME and Kernel SHAP
-    (regions, input grid, the unperturbed prediction, targets), then the method's module."""
-    started = time.perf_counter()
-    card = model.card
-    height, width = image.shape[:2]
-    grid = InputGrid(card, (height, width))
-    windows = None
-    if params.method == "partition_shap":
-        segments = segment(image, params.segmentation, max_side=segment_max_side, seed=params.seed)
-    elif params.method == "occlusion":
-        windows = occlusion.sliding_windows(
-            height, width, params.occlusion.window, params.occlusion.stride
-        )
-        segments = windows.segments
-        check_occlusion_budget(params, windows.count, height, width)
-    segmented = time.perf_counter()
-
-    x = grid.image(image)
-    probabilities, targets, f_full = predict(model, x, params)
-    k = len(targets)
-    pixel_maps = None
-    hierarchy = None
-    layer = None
-    score = None
-    f_empty: np.ndarray | None = None
-    space = params.output_space
-    evaluate: Callable[[np.ndarray], np.ndarray] | None = None
-
-    def scores(rows: np.ndarray) -> np.ndarray:
-        """Coalitions over `segments` -> (n, k) target scores, run batch_size at a time."""
-        assert evaluate is not None
-        out = np.empty((len(rows), k), np.float64)
-        for start in range(0, len(rows), batch_size):
-            raw = to_output_space(evaluate(rows[start : start + batch_size]), card, space)
-            out[start : start + batch_size] = raw[:, targets]
-        return out
-
-    if params.method == "gradcam":
-        cam = gradcam.gradcam(model, x, targets, params.gradcam.layer)
-        cells = cam.maps.shape[1:]
-        segments = gradcam.cell_segments(grid, (int(cells[0]), int(cells[1])))
-        weights = cam.maps.reshape(k, -1)
-        pixel_maps = gradcam.pixel_maps(grid, cam.maps)
-        layer = cam.layer
-        base_value = np.zeros(k)
-        evaluations = 1 + cam.forward_passes
-        if progress:
-            progress(evaluations, evaluations)
-    else:
-        evaluate = perturbed_evaluator(model, image, x, grid, params.background, segments)
-        n_segments = int(segments.max()) + 1
-
-        if params.method == "occlusion":
-            assert windows is not None
-            total = windows.count + 1
-            f_occluded = np.empty((windows.count, k), np.float64)
-            done = 1
-            for start in range(0, windows.count, batch_size):
-                rows = ~windows.covered[start : start + batch_size]
-                f_occluded[start : start + len(rows)] = scores(rows)
-                done += len(rows)
-                if progress:
-                    progress(done, total)
-            weights = occlusion.occlusion_weights(windows, f_full, f_occluded)
-            base_value = np.zeros(k)
-            evaluations = total
-        else:
-            tree = partition_shap.partition_tree(segments)
-            total = max(params.budget, 2)
-            f_empty = scores(np.zeros((1, n_segments), bool))[0]
-            if progress:
-                progress(2, total)
-
-            def on_round(spent: int) -> None:
-                if progress:
-                    progress(2 + spent, total)
-
-            weights, spent = partition_shap.owen_values(
-                scores, tree, f_empty, f_full, params.budget - 2, on_round=on_round
-            )
-            if progress:
-                progress(2 + spent, 2 + spent)
-            base_value = f_empty
-            evaluations = 2 + spent
-            hierarchy = tree.children
-    evaluation_done = time.perf_counter()
-
-    quality = None
-    if params.quality:  # the same deletion/insertion curves as LIME and Kernel SHAP get
-        if evaluate is None:
-            evaluate = perturbed_evaluator(model, image, x, grid, params.background, segments)
-        quality = faithfulness(weights, scores, f_full, f_empty, batch_size=batch_size)
-
-    order = np.argsort(-probabilities, kind="stable")[:TOP_PREDICTIONS]
-    return Explanation(
-        segments=segments.astype(np.int32),
-        predictions=[(int(i), float(probabilities[i])) for i in order],
-        targets=targets,
-        target_probabilities=probabilities[targets],
-        weights=np.asarray(weights, np.float64),
-        base_value=np.asarray(base_value, np.float64),
-        score=score,
-        model_evaluations=evaluations,
-        batch_size=batch_size,
-        seconds=time.perf_counter() - started,
-        segmentation_seconds=segmented - started,
-        evaluation_seconds=evaluation_done - segmented,
-        quality=quality,
-        pixel_maps=pixel_maps,
-        hierarchy=hierarchy,
-        layer=layer,
-    )

@@ -10,14 +10,14 @@ position, so α_k = W[c, k] / (h'w') exactly: the head's weights, found by readi
 A is exposed as an extra output of an ONNX Runtime session built once per model, and one
 forward pass gives every target's map.
 
-Any other layer or head needs gradients: the PyTorch runtime (worker/runtime/torch.py,
-`TorchModel.activations_and_gradients`) computes them when it is installed.
+Any other layer or head needs gradients: a GradientModel (worker/runtime/base.py) computes
+them — the PyTorch runtime itself, or the one an ONNX Runtime model hands over
+(`OnnxRuntimeModel.gradients()`) when PyTorch is installed.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from PIL import Image
 
 from glimpse.errors import InvalidParams
 from worker.engine.grid import InputGrid
+from worker.runtime.base import GradientModel, GradientSource, OutputsModel
 
 _RESHAPES = {"Flatten", "Reshape", "Squeeze", "Identity"}
 LAYER_LOC = ["params", "gradcam", "layer"]
@@ -57,7 +58,6 @@ class Cam:
 
     maps: np.ndarray  # (k, h', w') float64, ReLU'd
     layer: str
-    exact: bool
     forward_passes: int
 
 
@@ -136,8 +136,15 @@ def _is_global_mean(node: onnx.NodeProto, consts: dict[str, np.ndarray], a: dict
     return axes is not None and sorted(int(x) % 4 for x in axes) == [2, 3]
 
 
-@functools.lru_cache(maxsize=16)
 def graph_info(path: str, output_name: str) -> GraphInfo:
+    """The graph's linear head and tensor names, read once per version of the file (the
+    cache is keyed by its mtime and size as well, so a replaced model is read again)."""
+    stat = Path(path).stat()
+    return _graph_info(str(Path(path).resolve()), stat.st_mtime_ns, stat.st_size, output_name)
+
+
+@functools.lru_cache(maxsize=16)
+def _graph_info(path: str, mtime_ns: int, size: int, output_name: str) -> GraphInfo:
     model = onnx.load(path)
     head = find_linear_head(model, output_name)
     default = head.feature if head else None
@@ -170,25 +177,39 @@ def resolve_layer(info: GraphInfo, layer: str | None) -> str:
     )
 
 
-def torch_runtime_available() -> bool:
-    """worker/runtime/torch.py and PyTorch itself are installed."""
-    return all(importlib.util.find_spec(m) is not None for m in ("torch", "worker.runtime.torch"))
-
-
-def gradcam(model: Any, x: np.ndarray, targets: np.ndarray, layer: str | None) -> Cam:
-    """model: an OnnxRuntimeModel (`.path`, `.card`); x: (3, h, w) preprocessed image."""
+def gradcam(
+    model: OutputsModel | GradientModel | GradientSource,
+    x: np.ndarray,
+    targets: np.ndarray,
+    layer: str | None,
+) -> Cam:
+    """model: a runtime of an ONNX file (`.path`, `.card`); x: (3, h, w) preprocessed image.
+    Exact from the head's weights where the layer feeds a GAP + linear head; else the
+    gradients of a GradientModel (the model itself, or the one it hands over)."""
     info = graph_info(str(model.path), model.card.output_name)
     name = resolve_layer(info, layer)
     head = info.head
-    if head is not None and name == head.feature and hasattr(model, "run_with_outputs"):
+    if head is not None and name == head.feature and isinstance(model, OutputsModel):
         (features,) = model.run_with_outputs(x[None], (name,))
         a = _feature_map(features, name)
         weights = head.weight[targets] / (a.shape[1] * a.shape[2])  # α (k, K)
         maps = np.maximum(np.einsum("tk,khw->thw", weights, a), 0.0)
-        return Cam(maps=maps, layer=name, exact=True, forward_passes=1)
-    if hasattr(model, "activations_and_gradients"):  # a runtime with autodiff of its own
+        return Cam(maps=maps, layer=name, forward_passes=1)
+    if isinstance(model, GradientModel):  # a runtime with autodiff of its own
         return _cam_from_gradients(model, x, targets, name)
-    return _autodiff(model, x, targets, name, has_head=head is not None)
+    gradients = model.gradients() if isinstance(model, GradientSource) else None
+    if gradients is None:
+        why = (
+            f"layer {name!r} is not the input of the model's global-average-pool + linear head"
+            if head is not None
+            else "the model's head is not global-average-pool + linear"
+        )
+        raise InvalidParams(
+            f"Grad-CAM without gradients is exact only at a GAP + linear head; {why}, and "
+            "the PyTorch runtime that would compute gradients is not installed",
+            errors=[{"loc": LAYER_LOC, "msg": why}],
+        )
+    return _cam_from_gradients(gradients, x, targets, name)
 
 
 def _feature_map(features: np.ndarray, name: str) -> np.ndarray:
@@ -201,22 +222,7 @@ def _feature_map(features: np.ndarray, name: str) -> np.ndarray:
     return a[0]
 
 
-def _autodiff(model: Any, x: np.ndarray, targets: np.ndarray, name: str, has_head: bool) -> Cam:
-    if not torch_runtime_available():
-        why = (
-            f"layer {name!r} is not the input of the model's global-average-pool + linear head"
-            if has_head
-            else "the model's head is not global-average-pool + linear"
-        )
-        raise InvalidParams(
-            f"Grad-CAM without gradients is exact only at a GAP + linear head; {why}, and "
-            "the PyTorch runtime that would compute gradients is not installed",
-            errors=[{"loc": LAYER_LOC, "msg": why}],
-        )
-    return _cam_from_gradients(_torch_model(model), x, targets, name)
-
-
-def _cam_from_gradients(model: Any, x: np.ndarray, targets: np.ndarray, name: str) -> Cam:
+def _cam_from_gradients(model: GradientModel, x: np.ndarray, targets: np.ndarray, name: str) -> Cam:
     """One forward + backward pass over a batch of k copies of x, row i for target i."""
     batch = np.repeat(x[None], len(targets), axis=0)
     a, g, _ = model.activations_and_gradients(batch, name, np.asarray(targets, np.int64))
@@ -225,20 +231,7 @@ def _cam_from_gradients(model: Any, x: np.ndarray, targets: np.ndarray, name: st
         _feature_map(a, name)
     alpha = np.asarray(g, np.float64).mean(axis=(2, 3))  # (k, K)
     maps = np.maximum(np.einsum("tk,tkhw->thw", alpha, a), 0.0)
-    return Cam(maps=maps, layer=name, exact=False, forward_passes=len(targets))
-
-
-_torch_models: dict[tuple[str, str], Any] = {}
-
-
-def _torch_model(model: Any) -> Any:
-    from worker.runtime.torch import TorchModel  # the optional PyTorch runtime
-
-    device = getattr(model, "device", "cpu")
-    key = (str(Path(model.path).resolve()), device)
-    if key not in _torch_models:
-        _torch_models[key] = TorchModel(model.path, model.card, device=device, precision="fp32")
-    return _torch_models[key]
+    return Cam(maps=maps, layer=name, forward_passes=len(targets))
 
 
 def cell_segments(grid: InputGrid, cells: tuple[int, int]) -> np.ndarray:

@@ -161,8 +161,6 @@ def owen_values(
     f_empty: np.ndarray,
     f_full: np.ndarray,
     max_evals: int,
-    *,
-    on_round: Callable[[int], None] | None = None,
 ) -> tuple[np.ndarray, int]:
     """evaluate: z (n, m) bool -> (n, k) scores. f_empty, f_full: (k,).
 
@@ -203,8 +201,6 @@ def owen_values(
             rows[2 * i + 1, order[start[right] : stop[right]]] = True
         out = np.asarray(evaluate(rows), np.float64)
         spent += len(rows)
-        if on_round:
-            on_round(spent)
         for i, (node, m00, f00, f11, weight) in enumerate(items):
             left, right = (int(c) for c in hierarchy.children[node - m])
             m10, m01 = rows[2 * i], rows[2 * i + 1]

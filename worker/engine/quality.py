@@ -56,13 +56,12 @@ def faithfulness(
     f_full: np.ndarray,
     f_empty: np.ndarray | None,
     *,
-    batch_size: int,
     steps: int = STEPS,
-    between_batches: Callable[[], None] | None = None,
 ) -> Quality:
     """weights: (k, m) one attribution per target; score: z (n, m) bool -> (n, k) scores of
-    the k targets in the output space; f_full, f_empty: (k,) scores of the image and the
-    background (f_empty None: evaluated here). Distinct coalitions are evaluated once."""
+    the k targets in the output space, any number of rows (the engine's Evaluator batches
+    them); f_full, f_empty: (k,) scores of the image and the background (f_empty None:
+    evaluated here). Distinct coalitions are evaluated once."""
     k, m = weights.shape
     counts = step_counts(m, steps)
     x = counts / max(m, 1)
@@ -73,12 +72,7 @@ def faithfulness(
     stacked = np.vstack(rows) if rows else np.zeros((0, m), bool)
     distinct, inverse = np.unique(stacked, axis=0, return_inverse=True)
     inverse = inverse.reshape(-1)
-    values = np.empty((len(distinct), k), np.float64)
-    for start in range(0, len(distinct), batch_size):
-        values[start : start + batch_size] = score(distinct[start : start + batch_size])
-        if between_batches:
-            between_batches()
-    scores = values[inverse]
+    scores = np.asarray(score(distinct), np.float64)[inverse]
     if f_empty is None:
         f_empty = scores[-1]
     interior = len(counts) - 2

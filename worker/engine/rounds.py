@@ -15,21 +15,18 @@ the numbers, whatever the batch size.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from math import ceil
 
 import numpy as np
 
 from worker.engine.coalitions import Estimator, Fit
+from worker.engine.evaluate import Evaluator
 from worker.engine.uncertainty import kept_up_to_ties, top_sets
 
 GROWTH = 1.5
 FIRST_PER_SEGMENT = 4
 FIRST_MIN = 200
-
-Score = Callable[[np.ndarray], np.ndarray]  # z (n, m) bool -> (n, k) target scores
-Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -44,39 +41,27 @@ class Spent:
 def fixed(
     estimator: Estimator,
     n_segments: int,
-    score: Score,
+    evaluate: Evaluator,
     f_full: np.ndarray,
     rng: np.random.Generator,
     *,
     budget: int,
-    batch_size: int,
-    progress: Progress | None,
 ) -> Spent:
-    """One design of `budget` evaluations (f(image) counted, already known)."""
+    """One design of `budget` evaluations (f(image) counted by `evaluate` already)."""
     coalitions = estimator.sample(n_segments, budget, rng)
     z = coalitions.z
     full_rows = z.all(axis=1)
     todo = np.flatnonzero(~full_rows)
     empty = np.zeros((1 if coalitions.needs_empty else 0, n_segments), bool)
     queue = np.vstack([empty, z[todo]])
-    total = 1 + len(queue)
-
-    done = 1
-    if progress:
-        progress(done, total)
-    evaluated = np.empty((len(queue), len(f_full)), np.float64)
-    for start in range(0, len(queue), batch_size):
-        stop = min(start + batch_size, len(queue))
-        evaluated[start:stop] = score(queue[start:stop])
-        done += stop - start
-        if progress:
-            progress(done, total)
+    evaluate.expect(evaluate.evaluations + len(queue))
+    evaluated = evaluate(queue)
 
     f_empty = evaluated[0] if coalitions.needs_empty else None
     y = np.empty((len(z), len(f_full)), np.float64)
     y[full_rows] = f_full
     y[todo] = evaluated[len(empty) :]
-    return Spent(estimator.fit(coalitions, y, f_full, f_empty), total, f_empty)
+    return Spent(estimator.fit(coalitions, y, f_full, f_empty), evaluate.evaluations, f_empty)
 
 
 def first_budget(n_segments: int, max_samples: int) -> int:
@@ -86,21 +71,18 @@ def first_budget(n_segments: int, max_samples: int) -> int:
 def adaptive(
     estimator: Estimator,
     n_segments: int,
-    score: Score,
+    evaluate: Evaluator,
     f_full: np.ndarray,
     rng: np.random.Generator,
     *,
     max_samples: int,
-    batch_size: int,
-    progress: Progress | None,
 ) -> Spent:
     """Rounds until the top-k is settled or max_samples is spent; progress total is
-    max_samples while it runs, then (used, used)."""
+    max_samples while it runs, then (used, used). Each distinct coalition is evaluated once
+    (`Evaluator.distinct`); f(image) is known already."""
     m = n_segments
-    known: dict[bytes, np.ndarray] = {np.packbits(np.ones(m, bool)).tobytes(): f_full}
-    done = 1
-    if progress:
-        progress(done, max_samples)
+    evaluate.remember(np.ones((1, m), bool), f_full[None])
+    evaluate.expect(max_samples)
     budget = first_budget(m, max_samples)
     coalitions = None
     previous_top: list[frozenset[int]] | None = None
@@ -110,23 +92,9 @@ def adaptive(
         coalitions = estimator.grow(coalitions, m, budget, rng)
         z = coalitions.z
         empty = np.zeros((1 if coalitions.needs_empty else 0, m), bool)
-        rows = np.vstack([empty, z])
-        keys = [k.tobytes() for k in np.packbits(rows, axis=1)]
-        new: dict[bytes, int] = {}
-        for i, key in enumerate(keys):
-            if key not in known and key not in new:
-                new[key] = i
-        new_keys = list(new)
-        queue = rows[list(new.values())]
-        for start in range(0, len(queue), batch_size):
-            values = score(queue[start : start + batch_size])
-            for key, value in zip(new_keys[start : start + batch_size], values, strict=True):
-                known[key] = value
-            done += len(values)
-            if progress:
-                progress(done, max_samples)
-        y = np.array([known[key] for key in keys[len(empty) :]]).reshape(len(z), len(f_full))
-        f_empty = known[keys[0]] if coalitions.needs_empty else None
+        values = evaluate.distinct(np.vstack([empty, z]))
+        y = values[len(empty) :]
+        f_empty = values[0] if coalitions.needs_empty else None
         fit = estimator.fit(coalitions, y, f_full, f_empty)
         top = top_sets(fit.weights)
         settled = m < 2 or (
@@ -140,6 +108,5 @@ def adaptive(
         previous_top = top
         # even budgets: Kernel SHAP's designs are then whole pairs, all kept by the next round
         budget = min(2 * ceil(budget * GROWTH / 2), max_samples)
-    if progress:
-        progress(done, done)
-    return Spent(fit, done, f_empty, rounds=rounds, converged=settled)
+    evaluate.finish()
+    return Spent(fit, evaluate.evaluations, f_empty, rounds=rounds, converged=settled)

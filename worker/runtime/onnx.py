@@ -8,6 +8,7 @@ each batch then sends only z.
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ import onnxruntime as ort
 
 from glimpse.cards import ModelCard
 from glimpse.errors import ModelError
+from worker.runtime.base import GradientModel
 from worker.runtime.fused import BACKGROUND, IMAGE, SEGMENTS, Z, fuse_perturbation
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
@@ -74,6 +76,7 @@ class OnnxRuntimeModel:
         self._fused_session: ort.InferenceSession | None = None
         self._extra_sessions: dict[tuple[str, ...], ort.InferenceSession] = {}
         self._lock = threading.Lock()
+        self._gradients: GradientModel | None = None
 
     def _session(self, model: str | bytes) -> ort.InferenceSession:
         try:
@@ -87,6 +90,19 @@ class OnnxRuntimeModel:
     def description(self) -> str:
         mode = "fused perturbation" if self.fused else "host perturbation"
         return f"onnxruntime ({', '.join(self.providers)}; {mode})"
+
+    def gradients(self) -> GradientModel | None:
+        """The same file on the PyTorch runtime (fp32, this model's device), for methods
+        that need autodiff; built on first use and kept with this model, so it is reloaded
+        when the model is (WarmModels, by the file's mtime). None where PyTorch or the torch
+        runtime is not installed."""
+        if self._gradients is None:
+            if not all(importlib.util.find_spec(m) for m in ("torch", "worker.runtime.torch")):
+                return None
+            from worker.runtime.torch import TorchModel  # the optional PyTorch runtime
+
+            self._gradients = TorchModel(self.path, self.card, device=self.device, precision="fp32")
+        return self._gradients
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         """batch: (n, 3, h, w) float32 -> (n, C) raw outputs."""

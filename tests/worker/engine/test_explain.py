@@ -12,7 +12,8 @@ from onnx_models import interaction_model, load, region_model, tiny_card
 from glimpse.cards import ModelCard, ModelRegistry
 from glimpse.errors import InvalidParams
 from glimpse.params import parse_params
-from worker.engine.explain import Cancelled, explain, to_output_space
+from worker.engine.evaluate import Cancelled
+from worker.engine.explain import explain, to_output_space
 from worker.runtime.onnx import OnnxRuntimeModel
 
 
@@ -64,7 +65,28 @@ def test_progress_counts_every_evaluation_once_and_reaches_the_total(tiny) -> No
     done = [d for d, _ in seen]
     assert done == sorted(done) and done[0] == 1
     assert seen[-1] == (e.model_evaluations, e.model_evaluations) == (200, 200)
-    assert len(seen) == 1 + int(np.ceil(199 / 32))
+    # one report at the start and one per batch of the budget; the quality pass after it
+    # reports the final numbers again between its batches (so a cancel still stops it)
+    budget_reports = 1 + int(np.ceil(199 / 32))
+    assert len(set(seen[:budget_reports])) == budget_reports
+    assert set(seen[budget_reports:]) == {(200, 200)}
+    assert e.quality is not None
+    quality_batches = int(np.ceil(e.quality.evaluations / 32))
+    assert len(seen) == budget_reports + quality_batches
+
+
+def test_a_cancel_stops_the_quality_pass_too(tiny) -> None:
+    img, model = tiny
+    calls = 0
+
+    def stop(done: int, total: int) -> None:
+        nonlocal calls
+        calls += 1
+        if done == total == 200 and calls > 1 + int(np.ceil(199 / 32)):
+            raise Cancelled
+
+    with pytest.raises(Cancelled):
+        explain(img, model, params("kernel_shap", 200), batch_size=32, progress=stop)
 
 
 def test_a_progress_callback_can_cancel_between_batches(tiny) -> None:

@@ -13,7 +13,6 @@ from onnx_models import conv_gap_model, load, tiny_card
 from glimpse.cards import ModelCard
 from glimpse.errors import InvalidParams
 from glimpse.params import parse_params
-from worker.engine import gradcam
 from worker.engine.explain import explain
 from worker.engine.gradcam import cell_segments, graph_info, pixel_maps
 from worker.engine.grid import InputGrid
@@ -118,8 +117,8 @@ def test_unknown_layer_is_a_422_on_the_layer(models) -> None:
 
 def test_without_autodiff_other_layers_are_refused_clearly(models, monkeypatch) -> None:
     """A worker installed without the torch extra refuses what needs gradients, clearly."""
-    monkeypatch.setattr(gradcam, "torch_runtime_available", lambda: False)
     model, _ = models["gemm"]
+    monkeypatch.setattr(model, "gradients", lambda: None)  # what it answers without torch
     with pytest.raises(InvalidParams) as info:
         explain(image(), model, gradcam_params("conv_out"), batch_size=4)
     assert info.value.errors[0]["loc"] == ["params", "gradcam", "layer"]

@@ -79,7 +79,7 @@ def test_exact_shapley_values_of_an_additive_model(additive) -> None:
     np.testing.assert_allclose(e.weights[0], a * means, atol=1e-6)
     assert e.base_value[0] == pytest.approx(0.0, abs=1e-7)
     assert e.model_evaluations == 2**8
-    assert e.score is None
+    assert e.r2 is None
 
 
 def test_exact_shapley_values_with_a_mean_background(additive) -> None:

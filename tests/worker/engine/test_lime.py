@@ -138,7 +138,7 @@ def test_lime_on_a_linear_model_recovers_it_up_to_ridge_shrinkage(region) -> Non
     for j in (6, 7):
         truth[j] = img[4:8, (j - 4) * 4 : (j - 3) * 4, 0].mean() / 255 / 2
     np.testing.assert_allclose(e.weights[0], truth, atol=1e-6)
-    assert e.score[0] == pytest.approx(1.0, abs=1e-9)
+    assert e.r2[0] == pytest.approx(1.0, abs=1e-9)
 
 
 def test_same_seed_same_numbers_different_seed_different_numbers(region) -> None:
@@ -155,4 +155,4 @@ def test_lime_budget_counts_the_unperturbed_image_once(region, tmp_path: Path) -
     img, model = region
     e = explain(img, model, lime_params(100), batch_size=64)
     assert e.model_evaluations <= 100
-    assert e.score is not None and e.score.shape == (1,)
+    assert e.r2 is not None and e.r2.shape == (1,)

@@ -66,7 +66,6 @@ def test_known_curves_of_an_additive_score() -> None:
         additive_score(contribution),
         np.array([4.0]),
         np.array([0.0]),
-        batch_size=8,
     )
     assert q.steps == 2 and q.evaluations == 2
     assert q.deletion_auc[0] == pytest.approx((4 + 1) / 4 + (1 + 0) / 4)
@@ -79,7 +78,7 @@ def test_correct_attribution_beats_shuffled_and_reversed(additive) -> None:
     full, empty = np.array([contribution.sum()]), np.array([0.0])
     shuffled = np.random.default_rng(0).permutation(contribution)
     weights = np.vstack([contribution, shuffled, -contribution])
-    rows = [faithfulness(w[None], score, full, empty, batch_size=5) for w in weights]
+    rows = [faithfulness(w[None], score, full, empty) for w in weights]
     deletion = [q.deletion_auc[0] for q in rows]
     insertion = [q.insertion_auc[0] for q in rows]
     assert deletion[0] < deletion[1] < deletion[2]
@@ -101,7 +100,6 @@ def test_explain_measures_quality_on_the_model(additive, method: str) -> None:
         additive_score(contribution),
         np.array([contribution.sum()]),
         np.array([0.0]),
-        batch_size=64,
     )
     assert e.quality.deletion_auc[0] < worse.deletion_auc[0]
     assert e.quality.insertion_auc[0] > worse.insertion_auc[0]
@@ -111,7 +109,6 @@ def test_explain_measures_quality_on_the_model(additive, method: str) -> None:
         additive_score(contribution),
         np.array([contribution.sum()]),
         np.array([0.0]),
-        batch_size=64,
     )
     np.testing.assert_allclose(e.quality.deletion_auc, exact.deletion_auc, atol=1e-5)
     np.testing.assert_allclose(e.quality.insertion_auc, exact.insertion_auc, atol=1e-5)
@@ -162,6 +159,39 @@ def test_quality_follows_any_method(additive, method: str, extra: dict) -> None:
     img, model, contribution = additive
     e = explain(img, model, params(method, **extra), batch_size=64)
     assert e.quality is not None and e.weights.shape[1] == int(e.segments.max()) + 1
-    assert e.quality.evaluations <= 2 * (e.quality.steps - 1) + 2  # + f(image), f(background)
+    # partition_shap evaluated f(background) already; occlusion adds it
+    assert e.quality.evaluations <= 2 * (e.quality.steps - 1) + (method == "occlusion")
     off = explain(img, model, params(method, quality=False, **extra), batch_size=64)
     assert off.quality is None
+
+
+class CountingModel:
+    """The model, composed on the host, counting every image it is asked to score."""
+
+    def __init__(self, model) -> None:
+        self.card = model.card
+        self._model = model
+        self.images = 0
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        self.images += len(batch)
+        return self._model(batch)
+
+
+@pytest.mark.parametrize(
+    ("method", "extra"),
+    [
+        ("lime", {}),
+        ("kernel_shap", {}),
+        ("partition_shap", {}),
+        ("occlusion", {"occlusion": {"window": 4, "stride": 4}}),
+    ],
+)
+def test_every_model_evaluation_is_counted_once(additive, method: str, extra: dict) -> None:
+    """What the model was asked equals what stats say: the method's evaluations plus one
+    quality pass (the structured methods once paid for quality twice)."""
+    img, model, _ = additive
+    counting = CountingModel(model)
+    e = explain(img, counting, params(method, **extra), batch_size=16)
+    assert e.quality is not None
+    assert counting.images == e.model_evaluations + e.quality.evaluations

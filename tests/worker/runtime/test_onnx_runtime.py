@@ -11,8 +11,10 @@ from onnx_models import region_model, tiny_card
 
 from glimpse.errors import ModelError
 from glimpse.params import parse_params
-from worker.engine.explain import FusedModel, coalition_evaluator, explain
+from worker.engine.evaluate import coalition_evaluator
+from worker.engine.explain import explain
 from worker.engine.perturb import Composer
+from worker.runtime.base import FusedModel
 from worker.runtime.onnx import OnnxRuntimeModel
 
 H, W = 16, 16

@@ -21,11 +21,12 @@ from glimpse.errors import ModelError  # noqa: E402
 from glimpse.modelfiles import resnet50_card, write_resnet50_untrained  # noqa: E402
 from glimpse.params import ExplainParams, parse_params  # noqa: E402
 from glimpse.settings import Settings  # noqa: E402
-from worker.engine.explain import FusedModel, explain  # noqa: E402
+from worker.engine.explain import explain  # noqa: E402
 from worker.engine.grid import InputGrid  # noqa: E402
 from worker.engine.perturb import Composer  # noqa: E402
 from worker.models import WarmModels, build_runtime  # noqa: E402
 from worker.results import build_result  # noqa: E402
+from worker.runtime.base import FusedModel  # noqa: E402
 from worker.runtime.onnx import OnnxRuntimeModel  # noqa: E402
 from worker.runtime.torch import TorchModel  # noqa: E402
 
