@@ -1,6 +1,6 @@
-"""PyTorch runtime: the ONNX graph interpreted by torch (worker/runtime/torch_graph.py), on
-the CPU or CUDA, in fp32, tf32 or fp16 (CUDA only) or bf16, optionally channels_last, eagerly or
-as CUDA graphs and/or through torch.compile (`MODES`).
+"""PyTorch runtime: the ONNX graph interpreted by torch (the worker/runtime/torch_graph
+package), on the CPU or CUDA, in fp32, tf32 or fp16 (CUDA only) or bf16, optionally
+channels_last, eagerly or as CUDA graphs and/or through torch.compile (`MODES`).
 
 For hosts that have PyTorch with CUDA but not onnxruntime-gpu. Same interface as
 `OnnxRuntimeModel`: `__call__(batch)` runs the model; `bind(image, background, segments)`
