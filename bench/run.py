@@ -399,7 +399,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args()
 
-    from worker.models import load_model
+    from worker.runtime.loader import load_model
 
     settings = Settings()
     image = test_image()

@@ -1,7 +1,8 @@
 """RQ job functions: importable, module-level, JSON-able arguments (the job id only).
 
-A job reads its params and image from the job store, runs the engine with warm models, and
-writes progress, then the result and segments, through guarded writes: a job deleted while
+A job reads its params and image from the job store, explains it with warm models through
+the one pipeline (worker/pipeline.py), and writes progress, then the result and segments,
+through guarded writes: a job deleted while
 it runs is noticed at the next progress report (between batches) and stops.
 """
 
@@ -12,22 +13,18 @@ import secrets
 import time
 from typing import Any
 
-import numpy as np
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import get_current_job
 
 from glimpse.errors import GlimpseError
-from glimpse.images import decode_image, encode_maps, encode_png
-from glimpse.limits import check_request
 from glimpse.params import ExplainParams
 from glimpse.settings import Settings, get_settings
 from glimpse.store import JobStore
 from worker.engine.evaluate import Cancelled
-from worker.engine.explain import explain
-from worker.models import WarmModels
-from worker.results import build_result
+from worker.pipeline import ModelInUse, decode, explain_image
+from worker.runtime.loader import WarmModels
 
 log = logging.getLogger(__name__)
 
@@ -118,11 +115,14 @@ def _run(store: JobStore, settings: Settings, job_id: str, attempt: str) -> tupl
     image_bytes = store.image(job)
     if image_bytes is None:
         raise GlimpseError("the uploaded image expired before the job ran")
-    image = decode_image(image_bytes, max_pixels=settings.max_image_pixels)
+    image = decode(image_bytes, settings)
     loaded = warm_models(settings).get(params.model or settings.default_model)
-    # Again here: the job may predate a lowered limit, or not have come through the API.
-    check_request(params, loaded.registered.card, image.height, image.width, settings)
-
+    model = ModelInUse(
+        name=loaded.name,
+        card=loaded.registered.card,
+        labels=loaded.registered.labels,
+        runtime=loaded.runtime,
+    )
     last = 0.0
 
     def progress(done: int, total: int) -> None:
@@ -136,31 +136,16 @@ def _run(store: JobStore, settings: Settings, job_id: str, attempt: str) -> tupl
         if not store.progress(job_id, done, total, attempt=attempt):
             raise Cancelled()
 
-    explanation = explain(
-        image.pixels,
-        loaded.runtime,
-        params,
-        batch_size=params.batch_size or settings.batch_size,
-        segment_max_side=settings.segment_max_side,
-        max_design_size=settings.max_design_size,
-        progress=progress,
-    )
-    result = build_result(
-        explanation,
-        model_name=loaded.name,
-        runtime=loaded.runtime,
-        labels=loaded.registered.labels,
-        image=image,
-        params=params,
-    )
-    segments = encode_png(explanation.segments.astype(np.uint16))
+    # checked again here: the job may predate a lowered limit, or not have come through the API
+    explained = explain_image(image, model, params, settings, progress=progress)
+    explanation = explained.explanation
     written = store.finish(
         job_id,
-        result_json=result.model_dump_json(),
-        segments_png=segments,
+        result_json=explained.result.model_dump_json(),
+        segments_png=explained.segments_png(),
         done=explanation.model_evaluations,
         attempt=attempt,
-        attribution=None if explanation.pixel_maps is None else encode_maps(explanation.pixel_maps),
+        attribution=explained.stored_maps(),
     )
     if not written:
         return "canceled", explanation.model_evaluations, explanation.evaluation_seconds

@@ -38,7 +38,7 @@ from glimpse.errors import GlimpseError
 from glimpse.settings import Settings, get_settings
 from glimpse.store import JobStore
 from worker import jobs
-from worker.models import RuntimeReport, probe_runtime
+from worker.runtime.loader import RuntimeReport, probe_runtime
 
 log = logging.getLogger("glimpse.worker")
 

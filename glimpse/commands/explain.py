@@ -285,13 +285,11 @@ def resolve_model(args: argparse.Namespace, models_dir: Path, default: str) -> C
 # --- the command ----------------------------------------------------------------------------
 def run(args: argparse.Namespace) -> int:
     from glimpse.hierarchy import level_maps
-    from glimpse.images import decode_image, encode_png
-    from glimpse.limits import check_request
+    from glimpse.images import encode_png
     from glimpse.render import CAPTIONS, render_figure, render_map_overlay, render_overlay
     from glimpse.settings import get_settings
-    from worker.engine.explain import explain
-    from worker.models import build_runtime
-    from worker.results import build_result
+    from worker.pipeline import ModelInUse, check, decode, explain_image
+    from worker.runtime.loader import build_runtime
 
     settings = get_settings()
     image_path = Path(args.image)
@@ -303,37 +301,22 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise NotFound(f"cannot read {image_path}: {exc.strerror}") from None
     try:
-        image = decode_image(data, max_pixels=settings.max_image_pixels)
+        image = decode(data, settings)
     except UnsupportedImage as exc:
         detail = re.sub(r"\s*<_io\.BytesIO object at 0x[0-9a-f]+>", "", exc.detail)
         raise UnsupportedImage(f"{image_path}: {detail}") from None
     model_ref = resolve_model(args, settings.models_dir, settings.default_model)
     if model_ref.registered:
         params = params.model_copy(update={"model": model_ref.name})
-    try:  # the API's and the worker's own submit-time checks
-        check_request(params, model_ref.card, image.height, image.width, settings)
+    try:  # the API's and the worker's own checks, before the model is loaded
+        check(params, model_ref.card, image, settings)
     except InvalidParams as exc:
         raise _naming_the_option(exc, image_path) from None
     runtime = build_runtime(model_ref.path, model_ref.card, settings)
-    batch_size = params.batch_size or settings.batch_size
+    model = ModelInUse(model_ref.name, model_ref.card, model_ref.labels, runtime)
     with _ProgressBar(disable=args.quiet) as bar:
-        explanation = explain(
-            image.pixels,
-            runtime,
-            params,
-            batch_size=batch_size,
-            segment_max_side=settings.segment_max_side,
-            max_design_size=settings.max_design_size,
-            progress=bar.update,
-        )
-    result = build_result(
-        explanation,
-        model_name=model_ref.name,
-        runtime=runtime,
-        labels=model_ref.labels,
-        image=image,
-        params=params,
-    )
+        explained = explain_image(image, model, params, settings, progress=bar.update)
+    explanation, result = explained.explanation, explained.result
 
     out = Path(args.out) if args.out else Path("glimpse-out") / image_path.stem
     try:
@@ -343,7 +326,7 @@ def run(args: argparse.Namespace) -> int:
         )
         maps = explanation.attribution()
         np.save(out / "attribution.npy", maps)
-        (out / "segments.png").write_bytes(encode_png(explanation.segments.astype(np.uint16)))
+        (out / "segments.png").write_bytes(explained.segments_png())
         for k, class_index in enumerate(explanation.targets):
             if explanation.pixel_maps is not None:
                 overlay = render_map_overlay(image.pixels, explanation.pixel_maps[k])

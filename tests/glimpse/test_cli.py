@@ -267,12 +267,12 @@ def test_what_the_api_refuses_at_submit_the_cli_refuses_before_loading_the_model
     argv: list[str],
     needle: str,
 ) -> None:
-    import worker.models
+    import worker.runtime.loader
 
     def no_model(*args: object, **kwargs: object) -> None:
         raise AssertionError("the model was loaded")
 
-    monkeypatch.setattr(worker.models, "build_runtime", no_model)
+    monkeypatch.setattr(worker.runtime.loader, "build_runtime", no_model)
     tiny = tmp_path / "tiny.png"
     tiny.write_bytes(encode_png(np.zeros((31, 8, 3), np.uint8)))
     image = tmp_path / "ok.png"

@@ -85,3 +85,11 @@ class RuntimeInfo(Protocol):
     runtime: str
     providers: list[str]
     fused: bool
+
+
+class ModelRuntime(Model, Protocol):
+    """A model runtime as the worker and the CLI hold one: a Model that says what it is."""
+
+    runtime: str
+    providers: list[str]
+    fused: bool

@@ -24,7 +24,7 @@ from glimpse.settings import Settings  # noqa: E402
 from worker.engine.explain import explain  # noqa: E402
 from worker.engine.grid import InputGrid  # noqa: E402
 from worker.engine.perturb import Composer  # noqa: E402
-from worker.models import WarmModels, build_runtime  # noqa: E402
+from worker.runtime.loader import WarmModels, build_runtime  # noqa: E402
 from worker.results import build_result  # noqa: E402
 from worker.runtime.base import FusedModel  # noqa: E402
 from worker.runtime.onnx import OnnxRuntimeModel  # noqa: E402
@@ -300,7 +300,7 @@ def test_build_runtime_refuses_reduced_precision_on_onnxruntime(region_path: Pat
 
 def test_v1_models_reports_the_torch_runtime(models_dir: Path) -> None:
     from app.api.routes.models import list_models
-    from worker.models import probe_runtime
+    from worker.runtime.loader import probe_runtime
 
     settings = Settings(
         models_dir=models_dir, runtime="torch", precision="bf16", channels_last=True

@@ -1,9 +1,9 @@
-"""worker/models.py: where a worker's runtime really runs, asked of the runtime itself."""
+"""worker/runtime/loader.py: where a worker's runtime really runs, asked of the runtime itself."""
 
 from __future__ import annotations
 
 from glimpse.settings import Settings
-from worker.models import RuntimeReport, probe_runtime
+from worker.runtime.loader import RuntimeReport, probe_runtime
 
 
 def test_a_cpu_worker_reports_the_cpu_provider() -> None:

@@ -1,4 +1,5 @@
-"""Loading registered models into a runtime, and keeping them warm across jobs."""
+"""Loading models into a runtime (ONNX Runtime or PyTorch, as the settings say), keeping
+them warm across jobs (reloaded when the file changes), and asking a runtime where it runs."""
 
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ def build_runtime(path: Path, card: ModelCard, settings: Settings) -> ModelRunti
             channels_last=settings.channels_last,
             fused=settings.fused_perturbation,
             threads=settings.intra_op_threads,
+            mode=settings.torch_mode,
         )
     if settings.precision != "fp32":
         raise ModelError(
