@@ -38,7 +38,7 @@ from glimpse.images import decode_image, encode_png
 from glimpse.settings import Settings
 from glimpse.store import JobStore, new_job_id
 
-PREDICT_FUNCTION = "worker.predict.run_prediction"
+PREDICT_FUNCTION = "worker.kserve_predict.run_prediction"
 MAX_INSTANCES = 16
 POLL_S = 0.05
 

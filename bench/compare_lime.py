@@ -26,7 +26,7 @@ from glimpse.cards import PRESETS, ModelCard  # noqa: E402
 from glimpse.images import encode_png  # noqa: E402
 from glimpse.params import parse_params  # noqa: E402
 from worker.engine.explain import explain  # noqa: E402
-from worker.engine.grid import InputGrid  # noqa: E402
+from worker.engine.input_grid import InputGrid  # noqa: E402
 from worker.runtime.onnx import OnnxRuntimeModel  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "models"

@@ -5,7 +5,7 @@ chelsea), same output (the probability of the top class, 285 Egyptian cat), same
 (max_evals = num_samples) and the same masker: shap's "blur(128,128)" as shap's image
 examples use (Glimpse: background blur with kernel_size 128) and the constant 0 (black).
 shap's f takes the masked HWC images and applies the model card's preprocessing
-(worker.engine.grid.InputGrid), exactly as Glimpse does before the model.
+(worker.engine.input_grid.InputGrid), exactly as Glimpse does before the model.
 
 shap's leaves are pixels; Glimpse's are superpixels: an 8-pixel grid here, whose split tree
 is shap's at 8-pixel resolution. Both spread a node's credit uniformly over its pixels when
@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO))
 from glimpse.cards import PRESETS, ModelCard  # noqa: E402
 from glimpse.params import parse_params  # noqa: E402
 from worker.engine.explain import explain  # noqa: E402
-from worker.engine.grid import InputGrid  # noqa: E402
+from worker.engine.input_grid import InputGrid  # noqa: E402
 from worker.runtime.onnx import OnnxRuntimeModel  # noqa: E402
 
 MODEL = REPO.parent / "shared" / "models" / "efficientnet-lite0.onnx"

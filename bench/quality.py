@@ -44,7 +44,7 @@ from glimpse.cards import PRESETS, ModelCard  # noqa: E402
 from glimpse.params import Slic  # noqa: E402
 from worker.engine.evaluate import Evaluator  # noqa: E402
 from worker.engine.explain import to_output_space  # noqa: E402
-from worker.engine.grid import InputGrid  # noqa: E402
+from worker.engine.input_grid import InputGrid  # noqa: E402
 from worker.engine.kernel_shap import KernelShap  # noqa: E402
 from worker.engine.lime import Lime  # noqa: E402
 from worker.engine.perturb import Composer  # noqa: E402

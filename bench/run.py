@@ -91,7 +91,7 @@ def bare_model_rate(model, image: np.ndarray, batch_size: int, samples: int) -> 
     """Evaluations per second of the model alone, timed on the very batches LIME evaluates
     (quickshift superpixels, black background), composed beforehand and not timed."""
     from glimpse.params import Quickshift
-    from worker.engine.grid import InputGrid
+    from worker.engine.input_grid import InputGrid
     from worker.engine.lime import Lime
     from worker.engine.perturb import Composer
     from worker.engine.segment import segment
@@ -130,7 +130,7 @@ def engine_seconds(model, image: np.ndarray, method: str, samples: int, batch_si
 def classifier_fn(model):
     """A peers' classifier: batches of (n, H, W, 3) images in 0..255 -> probabilities."""
     from worker.engine.explain import to_output_space
-    from worker.engine.grid import InputGrid
+    from worker.engine.input_grid import InputGrid
 
     def predict(images: np.ndarray) -> np.ndarray:
         images = np.asarray(images)

@@ -20,7 +20,7 @@ from bench.run import REPO, SHARED, efficientnet_card, prepare_models
 from glimpse.cards import ModelCard, ModelRegistry
 from glimpse.modelfiles import RESNET50_OUTPUT, resnet50_card, write_resnet50_untrained
 from glimpse.params import Quickshift
-from worker.engine.grid import InputGrid
+from worker.engine.input_grid import InputGrid
 from worker.engine.lime import Lime
 from worker.engine.segment import segment
 

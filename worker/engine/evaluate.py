@@ -17,7 +17,7 @@ from collections.abc import Callable
 import numpy as np
 
 from glimpse.params import Background, InpaintBackground
-from worker.engine.grid import InputGrid
+from worker.engine.input_grid import InputGrid
 from worker.engine.perturb import Composer, Inpainter, background_image
 from worker.runtime.base import FusedModel, Model
 

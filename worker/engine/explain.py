@@ -24,7 +24,7 @@ from glimpse.params import Classes, ExplainParams
 from worker.engine import gradcam, occlusion, partition_shap
 from worker.engine.coalitions import Estimator, Fit
 from worker.engine.evaluate import Evaluator, Progress, perturbed_evaluator
-from worker.engine.grid import InputGrid
+from worker.engine.input_grid import InputGrid
 from worker.engine.kernel_shap import KernelShap
 from worker.engine.lime import Lime
 from worker.engine.quality import Quality, faithfulness
@@ -169,7 +169,7 @@ def explain(
     segmented = time.perf_counter()
 
     x = grid.image(image)
-    probabilities, targets, f_full = predict(model, x, params)
+    probabilities, targets, f_full = classify(model, x, params)
     prefix = Prefix(image, model, params, grid, x, targets, f_full, batch_size, progress)
     if params.method in ("lime", "kernel_shap"):
         assert regions is not None
@@ -317,7 +317,7 @@ def _gradcam(prefix: Prefix) -> Attribution:
     )
 
 
-def predict(
+def classify(
     model: Model, x: np.ndarray, params: ExplainParams
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The shared prefix's model call: x (3, h, w) -> (probabilities (C,), targets (k,),

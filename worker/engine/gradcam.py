@@ -28,7 +28,7 @@ from onnx import numpy_helper
 from PIL import Image
 
 from glimpse.errors import InvalidParams
-from worker.engine.grid import InputGrid
+from worker.engine.input_grid import InputGrid
 from worker.runtime.base import GradientModel, GradientSource, OutputsModel
 
 _RESHAPES = {"Flatten", "Reshape", "Squeeze", "Identity"}

@@ -15,7 +15,7 @@ from glimpse.errors import InvalidParams
 from glimpse.params import parse_params
 from worker.engine.explain import explain
 from worker.engine.gradcam import cell_segments, graph_info, pixel_maps
-from worker.engine.grid import InputGrid
+from worker.engine.input_grid import InputGrid
 
 SIZE = 16
 CLASSES = [0, 2]

@@ -12,7 +12,7 @@ from onnx_models import interaction_model, load, segment_means_model, tiny_card
 
 from glimpse.params import ExplainParams, parse_params
 from worker.engine.explain import explain
-from worker.engine.grid import InputGrid
+from worker.engine.input_grid import InputGrid
 from worker.engine.kernel_shap import KernelShap
 from worker.engine.perturb import Composer, background_image
 from worker.engine.segment import segment

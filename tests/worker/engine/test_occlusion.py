@@ -12,7 +12,7 @@ from onnx_models import interaction_model, load, tiny_card
 from glimpse.errors import InvalidParams
 from glimpse.params import parse_params
 from worker.engine.explain import explain
-from worker.engine.grid import InputGrid
+from worker.engine.input_grid import InputGrid
 from worker.engine.occlusion import sliding_windows
 from worker.engine.perturb import background_image
 

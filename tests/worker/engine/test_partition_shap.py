@@ -13,7 +13,7 @@ from onnx_models import interaction_model, load, region_model, segment_means_mod
 from glimpse.hierarchy import level_maps
 from glimpse.params import ExplainParams, parse_params
 from worker.engine.explain import explain
-from worker.engine.grid import InputGrid
+from worker.engine.input_grid import InputGrid
 from worker.engine.partition_shap import depths, partition_tree
 from worker.engine.perturb import Composer, background_image
 from worker.engine.segment import segment

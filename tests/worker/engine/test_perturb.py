@@ -7,7 +7,7 @@ import pytest
 
 from glimpse.cards import ModelCard
 from glimpse.params import BlurBackground, ConstantBackground, Grid, MeanBackground
-from worker.engine.grid import InputGrid
+from worker.engine.input_grid import InputGrid
 from worker.engine.perturb import Composer, background_image
 from worker.engine.segment import segment
 

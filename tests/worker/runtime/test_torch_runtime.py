@@ -22,11 +22,11 @@ from glimpse.modelfiles import resnet50_card, write_resnet50_untrained  # noqa: 
 from glimpse.params import ExplainParams, parse_params  # noqa: E402
 from glimpse.settings import Settings  # noqa: E402
 from worker.engine.explain import explain  # noqa: E402
-from worker.engine.grid import InputGrid  # noqa: E402
+from worker.engine.input_grid import InputGrid  # noqa: E402
 from worker.engine.perturb import Composer  # noqa: E402
-from worker.runtime.loader import WarmModels, build_runtime  # noqa: E402
 from worker.results import build_result  # noqa: E402
 from worker.runtime.base import FusedModel  # noqa: E402
+from worker.runtime.loader import WarmModels, build_runtime  # noqa: E402
 from worker.runtime.onnx import OnnxRuntimeModel  # noqa: E402
 from worker.runtime.torch import TorchModel  # noqa: E402
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from glimpse.cards import PRESETS, ModelCard
-from worker.engine.grid import InputGrid
+from worker.engine.input_grid import InputGrid
 
 
 def card(**fields: object) -> ModelCard:

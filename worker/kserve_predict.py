@@ -16,7 +16,7 @@ from glimpse.images import decode_image
 from glimpse.limits import check_scale
 from glimpse.settings import get_settings
 from worker.engine.explain import TOP_PREDICTIONS, to_output_space
-from worker.engine.grid import InputGrid
+from worker.engine.input_grid import InputGrid
 from worker.jobs import _connection, warm_models
 
 REPLY_TTL_S = 60
