@@ -31,10 +31,9 @@ from dataclasses import dataclass
 from itertools import combinations
 from math import factorial
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
-
-os.environ.setdefault("TQDM_DISABLE", "1")  # lime_image draws a progress bar per run
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "models"
@@ -203,16 +202,17 @@ def lime_image(
         return np.stack([1 - p, p], axis=1)  # class 1 = the target
 
     explainer = LimeImageExplainer(random_state=seed)
-    explanation = explainer.explain_instance(
-        image,
-        classifier,
-        labels=(1,),
-        top_labels=None,
-        hide_color=0,
-        num_samples=budget,
-        batch_size=BATCH,
-        segmentation_fn=lambda _: segments,
-    )
+    with mock.patch.dict(os.environ, {"TQDM_DISABLE": "1"}):  # its bar, for this call only
+        explanation = explainer.explain_instance(
+            image,
+            classifier,
+            labels=(1,),
+            top_labels=None,
+            hide_color=0,
+            num_samples=budget,
+            batch_size=BATCH,
+            segmentation_fn=lambda _: segments,
+        )
     weights = np.zeros(m)
     for j, w in explanation.local_exp[1]:
         weights[j] = w

@@ -98,7 +98,7 @@ def test_explain_kernel_shap_top_k(settings_env, chelsea_file: Path, tmp_path: P
 
 def test_explain_as_a_subprocess(models_dir: Path, chelsea_file: Path, tmp_path: Path) -> None:
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"},  # the bar is checked
         "GLIMPSE_MODELS_DIR": str(models_dir),
         "GLIMPSE_DEFAULT_MODEL": "efficientnet-lite0",
     }
