@@ -76,7 +76,7 @@ def main() -> None:
         cmd = [
             sys.executable,
             "-m",
-            "glimpse.cli",
+            "cli.main",
             "explain",
             str(png),
             "--model",

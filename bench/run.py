@@ -219,7 +219,7 @@ class Service:
         env.pop("GLIMPSE_REDIS_URL", None)
         output = log.open("ab") if log is not None else None
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "glimpse.cli", "up", "--port", str(self.port)]
+            [sys.executable, "-m", "cli.main", "up", "--port", str(self.port)]
             + ["--workers", str(workers)],
             env=env,
             stdout=output or subprocess.DEVNULL,

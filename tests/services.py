@@ -22,7 +22,7 @@ from PIL import Image
 from redis import Redis
 from redis.exceptions import RedisError
 
-from glimpse.commands.up import api_argv, redis_argv
+from cli.commands.up import api_argv, redis_argv
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = "efficientnet-lite0"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from glimpse.cli import build_parser
+from cli.main import build_parser
 
 REPO = Path(__file__).resolve().parents[1]
 OUTSIDE = re.compile(r"\.\./shared|CONTRACT")
@@ -31,7 +31,7 @@ def docs() -> list[Path]:
 
 
 def sources() -> Iterator[Path]:
-    for package in ("app", "glimpse", "worker"):
+    for package in ("app", "glimpse", "worker", "cli"):
         for path in sorted((REPO / package).rglob("*")):
             if path.suffix in SOURCE_SUFFIXES and "__pycache__" not in path.parts:
                 yield path

@@ -50,7 +50,7 @@ def test_glimpse_up_serves_and_stops_cleanly(
     )
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "glimpse.cli", "up", "--port", str(port), "--workers", "2"],
+            [sys.executable, "-m", "cli.main", "up", "--port", str(port), "--workers", "2"],
             env=env,
             cwd=REPO,
             stdout=log,
@@ -108,7 +108,7 @@ class Up:
             GLIMPSE_DEFAULT_MODEL="efficientnet-lite0",
             GLIMPSE_WORKER_HEARTBEAT_S="1",
         )
-        argv = [sys.executable, "-m", "glimpse.cli", "up", "--port", str(self.port)]
+        argv = [sys.executable, "-m", "cli.main", "up", "--port", str(self.port)]
         self.proc = subprocess.Popen(
             [*argv, "--workers", "2"], env=env, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT
         )

@@ -9,7 +9,7 @@ import re
 import pytest
 from pydantic import ValidationError
 
-from glimpse.cli import main
+from cli.main import main
 from glimpse.keys import KEY_PREFIX, hash_key, key_id, new_key, parse_digests
 from glimpse.settings import Settings
 

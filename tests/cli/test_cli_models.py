@@ -11,8 +11,8 @@ import pytest
 from onnx_models import pooled_classifier, region_model
 from services import FileServer
 
+from cli.main import main
 from glimpse.cards import ModelRegistry
-from glimpse.cli import main
 from glimpse.settings import get_settings
 
 

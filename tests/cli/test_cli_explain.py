@@ -14,7 +14,7 @@ import pytest
 import skimage.data
 from onnx_models import region_model
 
-from glimpse.cli import main
+from cli.main import main
 from glimpse.images import decode_segments_png, encode_png
 from glimpse.result import ExplanationResult
 
@@ -107,7 +107,7 @@ def test_explain_as_a_subprocess(models_dir: Path, chelsea_file: Path, tmp_path:
         [
             sys.executable,
             "-m",
-            "glimpse.cli",
+            "cli.main",
             "explain",
             str(chelsea_file),
             "--method",

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from glimpse.cli import main
+from cli.main import main
 
 GRID = '{"algorithm": "grid", "cell_size": 100}'
 

@@ -1,6 +1,6 @@
 """`glimpse`: explain images, run the service, manage models and API keys (docs/cli.md).
 
-Each subcommand lives in glimpse/commands/; errors end as one line on stderr and exit 2.
+Each subcommand lives in cli/commands/; errors end as one line on stderr and exit 2.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from glimpse.errors import GlimpseError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from glimpse.commands import explain, keys, models, up
+    from cli.commands import explain, keys, models, up
 
     parser = argparse.ArgumentParser(prog="glimpse", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
