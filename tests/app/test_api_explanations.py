@@ -92,6 +92,7 @@ def test_finished_job_matches_the_contract(finished: dict, chelsea_png: bytes) -
         assert set(e) == {
             *("class_index", "label", "probability", "weights", "base_value", "score"),
             *("weights_se", "quality", "top_separated"),  # issue #6 additions
+            "top_settled",  # issue #18
         }
         assert len(e["weights"]) == count
         assert len(e["weights_se"]) == count and isinstance(e["top_separated"], bool)
