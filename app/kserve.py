@@ -22,7 +22,7 @@ import numpy as np
 from redis import Redis
 from rq import Queue
 
-from app import explanations as service
+from app import submissions
 from app.uploads import Submission
 from glimpse.cards import ModelRegistry
 from glimpse.errors import (
@@ -156,7 +156,7 @@ def predict(
     pending = []
     limit = math.ceil(settings.sync_timeout_s)
     for data in images:
-        service.ensure_room(queue, settings)
+        submissions.ensure_room(queue, settings)
         token = new_job_id()
         image_key = f"{settings.key_prefix}:predict:{token}:image"
         reply_key = f"{settings.key_prefix}:predict:{token}:reply"
@@ -207,16 +207,16 @@ def explain(
     for i, data in enumerate(images):  # every instance passes every check before any is queued
         with at_instance(i):
             submission = Submission(image=data, params=params)
-            checked.append(service.check(submission, settings=settings, registry=registry))
+            checked.append(submissions.check(submission, settings=settings, registry=registry))
     jobs = [
-        service.enqueue(one, settings=settings, store=store, queue=queue, owner=owner)[0]
+        submissions.enqueue(one, settings=settings, store=store, queue=queue, owner=owner)[0]
         for one in checked
     ]
     deadline = time.monotonic() + settings.sync_timeout_s
     results = []
     for job in jobs:
         while True:
-            current = service.get(store, job.id)
+            current = submissions.get(store, job.id)
             if current.status == "finished":
                 results.append(json.loads(current.result_json or "null"))
                 break

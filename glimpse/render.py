@@ -26,6 +26,12 @@ CAPTIONS = {
     "gradcam": "Grad-CAM",
 }
 
+
+def caption(method: str) -> str:
+    """What the figure's colour bar measures for `method`; "attribution" for any other."""
+    return CAPTIONS.get(method, "attribution")
+
+
 # A diverging blue-white-red ramp (ColorBrewer RdBu, reversed: negative blue, positive red).
 _RAMP = np.array(
     [

@@ -13,6 +13,9 @@ Keys (all under `settings.key_prefix`, written as `P` here; every one expires af
     P:job:{id}:segments       16-bit PNG of the superpixel ids (finished jobs)
     P:job:{id}:attribution    zlib-compressed .npy of float32 [K, H, W] per-pixel maps, for
                               methods whose maps are not painted superpixels (gradcam)
+    P:job:{id}:renders        hash: rendering options (app/artifacts.py) -> the overlay or
+                              figure PNG drawn with them; as long as the job lives, at most
+                              MAX_RENDERS of them
     P:cache:{cache_key}       id of the job that computed that image + params (with API keys
                               on, the cache key starts with the owner's key id)
     P:stats                   worker counters for /metrics (evaluations, durations, outcomes)
@@ -22,6 +25,9 @@ Keys (all under `settings.key_prefix`, written as `P` here; every one expires af
 Worker writes go through Lua scripts that check the job hash still exists, is in the
 expected state and is held by the writer's attempt, so a deleted (canceled) job is never
 brought back by a late update, nor a job taken up again overwritten by its stalled first run.
+Scripts also read a finished job and everything its artifacts are drawn from in one round
+trip, and keep a rendering only of a job still there and finished; they are in
+glimpse/store_scripts.py.
 """
 
 from __future__ import annotations
@@ -37,94 +43,18 @@ from redis import Redis
 from redis.client import Pipeline
 from redis.typing import EncodableT, FieldT
 
+from glimpse import store_scripts
 from glimpse.settings import Settings
 
-STATUSES = ("queued", "running", "finished", "failed", "canceled")
 TERMINAL = frozenset({"finished", "failed", "canceled"})
 REUSABLE = frozenset({"queued", "running", "finished"})
 
 #: Upper bounds (seconds) of the job-duration histogram kept in P:stats.
 DURATION_BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 
-# KEYS[1] job hash, KEYS[2] stats hash; ARGV[1] required status ('active' = queued or running),
-# ARGV[2] ttl, ARGV[3] the attempt that must hold the job ('' = any), ARGV[4] the stats counter
-# the transition counts ('' = none), then field/value pairs. Returns 1 when written, 0 when the
-# job is gone, in another state, or taken up again by another attempt. Outcomes are counted
-# here, with the write that makes them, so each is counted exactly once.
-_GUARDED_UPDATE = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local status = redis.call('HGET', KEYS[1], 'status')
-if status == 'canceled' then return 0 end
-if ARGV[1] == 'active' then
-  if status ~= 'queued' and status ~= 'running' then return 0 end
-elseif status ~= ARGV[1] then return 0 end
-if ARGV[3] ~= '' and redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[3] then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 5))
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
-if ARGV[4] ~= '' then
-  redis.call('HINCRBY', KEYS[2], ARGV[4], 1)
-  redis.call('EXPIRE', KEYS[2], tonumber(ARGV[2]))
-end
-return 1
-"""
-
-# KEYS[1] job hash; ARGV[1] ttl. A running job whose worker died goes back to queued with its
-# progress cleared (the dead attempt's partial work is never shown); 1 when done.
-_REQUEUE = """
-if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
-redis.call('HSET', KEYS[1], 'status', 'queued', 'started_at', '', 'done', 0, 'attempt', '')
-redis.call('HINCRBY', KEYS[1], 'restarts', 1)
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
-return 1
-"""
-
-# KEYS[1] job hash, KEYS[2] segments key, KEYS[3] attribution key, KEYS[4] stats hash; ARGV[1]
-# ttl, ARGV[2] segments PNG, ARGV[3] compressed attribution maps ('' when the method has none),
-# ARGV[4] the attempt that must hold the job, then fields. The image the job keeps using (for
-# overlays) lives as long as the job. Counts jobs_finished with the write.
-_FINISH = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
-if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[4] then return 0 end
-redis.call('SET', KEYS[2], ARGV[2], 'EX', tonumber(ARGV[1]))
-if ARGV[3] ~= '' then redis.call('SET', KEYS[3], ARGV[3], 'EX', tonumber(ARGV[1])) end
-redis.call('HSET', KEYS[1], unpack(ARGV, 5))
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
-redis.call('HINCRBY', KEYS[4], 'jobs_finished', 1)
-redis.call('EXPIRE', KEYS[4], tonumber(ARGV[1]))
-local image_key = redis.call('HGET', KEYS[1], 'image_key')
-if image_key then
-  redis.call('EXPIRE', image_key, tonumber(ARGV[1]))
-  redis.call('EXPIRE', image_key .. ':refs', tonumber(ARGV[1]))
-end
-return 1
-"""
-
-# KEYS[1] job hash, KEYS[2] segments key, KEYS[3] attribution key, KEYS[4] stats hash; ARGV[1]
-# job id, ARGV[2] key prefix, ARGV[3] ttl. Deletes the job and everything only it uses; returns
-# the status it had ('' if none). A queued or running job deleted counts as jobs_canceled.
-_DELETE = """
-local fields = redis.call('HMGET', KEYS[1], 'status', 'image_key', 'cache_key')
-local status = fields[1]
-if not status then return '' end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
-if status == 'queued' or status == 'running' then
-  redis.call('HINCRBY', KEYS[4], 'jobs_canceled', 1)
-  redis.call('EXPIRE', KEYS[4], tonumber(ARGV[3]))
-end
-local image_key = fields[2]
-if image_key then
-  local refs = image_key .. ':refs'
-  redis.call('SREM', refs, ARGV[1])
-  if redis.call('SCARD', refs) == 0 then redis.call('DEL', image_key, refs) end
-end
-local cache_key = fields[3]
-if cache_key then
-  local ck = ARGV[2] .. ':cache:' .. cache_key
-  if redis.call('GET', ck) == ARGV[1] then redis.call('DEL', ck) end
-end
-return status
-"""
+#: Renderings cached per job (P:job:{id}:renders); later ones are drawn on every request. A
+#: rendering of a 12-megapixel photo is about 5 MB.
+MAX_RENDERS = 8
 
 
 def utcnow() -> str:
@@ -179,15 +109,29 @@ class JobRecord:
         )
 
 
+@dataclass(frozen=True)
+class JobArtifacts:
+    """A job and, once it is finished, what its artifacts are drawn from, read in one round
+    trip (`JobStore.artifacts`); None where absent or not asked for."""
+
+    job: JobRecord
+    render: bytes | None = None  # the cached rendering asked for
+    segments_png: bytes | None = None
+    attribution: bytes | None = None  # compressed per-pixel maps (encode_maps), gradcam's
+    image: bytes | None = None  # the uploaded file
+
+
 class JobStore:
     def __init__(self, redis: Redis, settings: Settings) -> None:
         self.redis = redis
         self.prefix = settings.key_prefix
         self.ttl = settings.result_ttl_s
-        self._update = redis.register_script(_GUARDED_UPDATE)
-        self._finish = redis.register_script(_FINISH)
-        self._requeue = redis.register_script(_REQUEUE)
-        self._delete = redis.register_script(_DELETE)
+        self._update = redis.register_script(store_scripts.GUARDED_UPDATE)
+        self._finish = redis.register_script(store_scripts.FINISH)
+        self._requeue = redis.register_script(store_scripts.REQUEUE)
+        self._delete = redis.register_script(store_scripts.DELETE)
+        self._artifacts = redis.register_script(store_scripts.ARTIFACTS)
+        self._cache_render = redis.register_script(store_scripts.CACHE_RENDER)
 
     # --- keys ---------------------------------------------------------------------------
     def job_key(self, job_id: str) -> str:
@@ -198,6 +142,9 @@ class JobStore:
 
     def attribution_key(self, job_id: str) -> str:
         return f"{self.prefix}:job:{job_id}:attribution"
+
+    def renders_key(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}:renders"
 
     def image_key(self, sha256: str) -> str:
         return f"{self.prefix}:image:{sha256}"
@@ -307,10 +254,19 @@ class JobStore:
         """Delete a job and the data only it uses; the status it had, or None if unknown."""
         if not is_job_id(job_id):
             return None
-        keys = [self.job_key(job_id), self.segments_key(job_id), self.attribution_key(job_id)]
-        status = self._delete(keys=[*keys, self.stats_key], args=[job_id, self.prefix, self.ttl])
+        keys = [*self._data_keys(job_id), self.stats_key]
+        status = self._delete(keys=keys, args=[job_id, self.prefix, self.ttl])
         status = status.decode() if isinstance(status, bytes) else str(status)
         return status or None
+
+    def _data_keys(self, job_id: str) -> list[str]:
+        """The job hash, its segments, attribution maps and renderings."""
+        return [
+            self.job_key(job_id),
+            self.segments_key(job_id),
+            self.attribution_key(job_id),
+            self.renders_key(job_id),
+        ]
 
     def image(self, job: JobRecord) -> bytes | None:
         return self.redis.get(job.image_key)  # type: ignore[return-value]
@@ -318,9 +274,26 @@ class JobStore:
     def segments_png(self, job_id: str) -> bytes | None:
         return self.redis.get(self.segments_key(job_id))  # type: ignore[return-value]
 
-    def attribution(self, job_id: str) -> bytes | None:
-        """The compressed per-pixel maps of a job whose method has them, else None."""
-        return self.redis.get(self.attribution_key(job_id))  # type: ignore[return-value]
+    def artifacts(
+        self, job_id: str, *, render: str = "", maps: bool = False, image: bool = False
+    ) -> JobArtifacts | None:
+        """A job and what its artifacts are drawn from, in one round trip; None if unknown.
+        Of a finished job: the cached rendering `render` names ('' = none) if there is one,
+        else its segments PNG, and its attribution maps if `maps`, its image if `image`."""
+        if not is_job_id(job_id):
+            return None
+        reply = self._artifacts(keys=self._data_keys(job_id), args=[render, int(maps), int(image)])
+        if not reply:
+            return None
+        fields, *found = reply
+        job = JobRecord.from_hash(dict(zip(fields[::2], fields[1::2], strict=True)))
+        return JobArtifacts(job, *found)
+
+    def cache_render(self, job_id: str, render: str, png: bytes) -> bool:
+        """Keep a rendering of a finished job under `render` for as long as the job; False
+        when the job is gone or not finished, or keeps MAX_RENDERS renderings already."""
+        keys = [self.job_key(job_id), self.renders_key(job_id)]
+        return bool(self._cache_render(keys=keys, args=[render, png, MAX_RENDERS]))
 
     def stats(self) -> dict[str, float]:
         raw = self.redis.hgetall(self.stats_key)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -12,8 +13,9 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -96,6 +98,20 @@ class RedisServer:
         self.client.close()
         stop_process(self.proc)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    def commands_during(self, action: Callable[[], object]) -> list[dict[str, Any]]:
+        """What the server ran while `action` ran, from every client, as redis-py's MONITOR
+        reports it: `command` the words, `client_type` 'lua' for a script's own calls."""
+        marker = f"end-of-action-{secrets.token_hex(4)}"
+        seen: list[dict[str, Any]] = []
+        watcher = Redis.from_url(self.url)  # its own connection: the action's pool is as it was
+        with watcher.monitor() as monitor:
+            action()
+            self.client.echo(marker)
+            while marker not in (command := monitor.next_command())["command"]:
+                seen.append(command)
+        watcher.close()
+        return seen
 
 
 class Api:

@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from glimpse.cards import ModelCard, ModelRegistry
 from glimpse.errors import GlimpseError, InvalidParams, NotFound, UnsupportedImage
 from glimpse.params import ExplainParams, parse_params
@@ -284,9 +282,7 @@ def resolve_model(args: argparse.Namespace, models_dir: Path, default: str) -> C
 
 # --- the command ----------------------------------------------------------------------------
 def run(args: argparse.Namespace) -> int:
-    from glimpse.hierarchy import level_maps
-    from glimpse.images import encode_png
-    from glimpse.render import CAPTIONS, render_figure, render_map_overlay, render_overlay
+    from glimpse import artifacts
     from glimpse.settings import get_settings
     from worker.pipeline import ModelInUse, check, decode, explain_image
     from worker.runtime.loader import build_runtime
@@ -324,23 +320,19 @@ def run(args: argparse.Namespace) -> int:
         (out / "result.json").write_text(
             json.dumps(result.model_dump(mode="json"), indent=2) + "\n", encoding="utf-8"
         )
-        maps = explanation.attribution()
-        np.save(out / "attribution.npy", maps)
+        # Drawn as the API draws them (glimpse/artifacts.py), from the result and the arrays
+        # a job stores: segments, and the method's own maps where it has them.
+        segments, pixel_maps = explanation.segments, explanation.pixel_maps
+        maps = artifacts.attribution_maps(result, segments, pixel_maps)
+        (out / "attribution.npy").write_bytes(artifacts.npy(maps))
         (out / "segments.png").write_bytes(explained.segments_png())
-        for k, class_index in enumerate(explanation.targets):
-            if explanation.pixel_maps is not None:
-                overlay = render_map_overlay(image.pixels, explanation.pixel_maps[k])
-            else:
-                overlay = render_overlay(
-                    image.pixels, explanation.segments, explanation.weights[k], "heatmap"
-                )
-            (out / f"overlay-{int(class_index)}.png").write_bytes(encode_png(overlay))
-        titles = [f"{e.label}\np = {e.probability:.3f}" for e in result.explanations]
-        figure = render_figure(image.pixels, maps, titles, caption=CAPTIONS[params.method])
-        (out / "figure.png").write_bytes(encode_png(figure))
-        if explanation.hierarchy is not None:
-            levels = level_maps(explanation.weights, explanation.hierarchy, explanation.segments)
-            np.save(out / "hierarchy.npy", levels)
+        for k, e in enumerate(result.explanations):
+            overlay = artifacts.overlay_png(image.pixels, result, segments, pixel_maps, index=k)
+            (out / f"overlay-{e.class_index}.png").write_bytes(overlay)
+        (out / "figure.png").write_bytes(artifacts.figure_png(image.pixels, result, maps))
+        if result.hierarchy is not None:
+            levels = artifacts.hierarchy_maps(result, segments)
+            (out / "hierarchy.npy").write_bytes(artifacts.npy(levels))
     except OSError as exc:
         raise GlimpseError(f"cannot write to {out}: {exc}") from None
 

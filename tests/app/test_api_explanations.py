@@ -15,11 +15,13 @@ from api_helpers import (
     CAT,
     DEFAULT_MODEL,
     FAST_PARAMS,
+    png_bytes,
     submit_json,
     submit_multipart,
 )
 from PIL import Image
 from services import RedisServer, wait_for_job, wait_until
+from skimage import data as skdata
 
 
 @pytest.fixture(scope="module", params=["lime", "kernel_shap"])
@@ -90,6 +92,7 @@ def test_finished_job_matches_the_contract(finished: dict, chelsea_png: bytes) -
         assert set(e) == {
             *("class_index", "label", "probability", "weights", "base_value", "score"),
             *("weights_se", "quality", "top_separated"),  # issue #6 additions
+            "top_settled",  # issue #18
         }
         assert len(e["weights"]) == count
         assert len(e["weights_se"]) == count and isinstance(e["top_separated"], bool)
@@ -154,6 +157,48 @@ def test_overlay_query_errors_are_422_with_query_locs(client: httpx.Client, fini
     r = client.get(base, params={"style": "sparkles"})
     assert r.status_code == 422
     assert r.json()["errors"][0]["loc"] == ["query", "style"]
+
+
+def test_an_overlay_is_drawn_once_and_kept_with_its_job(
+    client: httpx.Client, redis_server: RedisServer
+) -> None:
+    image = png_bytes(np.ascontiguousarray(skdata.chelsea()[::4, ::4]))  # this test's own
+    params = {**FAST_PARAMS, "targets": {"top_k": 2}}
+    job = wait_for_job(client, submit_multipart(client, image, params).json()["id"])
+    job_id, second = job["id"], job["result"]["explanations"][1]["class_index"]
+    image_key = f"glimpse:image:{hashlib.sha256(image).hexdigest()}"
+    base = f"/v1/explanations/{job_id}"
+
+    def get(path: str, **query: object) -> tuple[bytes, list[str], bool]:
+        """The body; the API's commands on this job; whether the image was read."""
+        got: list[httpx.Response] = []
+        sent = redis_server.commands_during(lambda: got.append(client.get(path, params=query)))
+        assert got[0].status_code == 200, got[0].text
+        api = [c["command"].split()[0] for c in sent if c["client_type"] == "tcp"]
+        read = any(c["client_type"] == "lua" and image_key in c["command"] for c in sent)
+        return got[0].content, [c for c in api if c != "ECHO"], read
+
+    get(f"{base}/overlay.png", style="highlight")  # Redis has the store's scripts loaded
+    heatmap, sent, read = get(f"{base}/overlay.png")  # one read, then the rendering kept
+    assert sent == ["EVALSHA", "EVALSHA"] and read
+    assert get(f"{base}/overlay.png") == (heatmap, ["EVALSHA"], False)  # one read, no image
+    other, _, read = get(f"{base}/overlay.png", class_index=second)
+    assert other != heatmap and read  # another class: its own rendering
+    figure, _, read = get(f"{base}/figure.png")
+    assert read and get(f"{base}/overlay.png", style="grid") == (figure, ["EVALSHA"], False)
+    renders = f"glimpse:job:{job_id}:renders"
+    assert sorted(redis_server.client.hkeys(renders)) == [
+        b"figure",
+        b"overlay:heatmap;class_index=",
+        f"overlay:heatmap;class_index={second}".encode(),
+        b"overlay:highlight;class_index=;percentile=95.0",
+    ]
+    assert 0 < redis_server.client.ttl(renders) <= redis_server.client.ttl(f"glimpse:job:{job_id}")
+    redis_server.client.delete(image_key)  # what is kept needs no image; the rest does
+    assert get(f"{base}/overlay.png", class_index=second)[0] == other
+    assert client.get(f"{base}/overlay.png", params={"style": "boundaries"}).status_code == 404
+    assert client.delete(base).status_code == 204
+    assert redis_server.client.keys(f"glimpse:job:{job_id}*") == []
 
 
 def test_identical_request_reuses_the_job_unless_cache_is_false(

@@ -25,7 +25,7 @@ from glimpse.images import decode_segments_png, sha256_hex
 from glimpse.params import parse_params
 from glimpse.result import ExplanationResult
 from glimpse.settings import Settings, get_settings
-from glimpse.store import JobStore
+from glimpse.store import MAX_RENDERS, JobArtifacts, JobStore
 from worker import jobs
 from worker.worker import GlimpseWorker, build_worker
 
@@ -136,6 +136,34 @@ def test_an_image_shared_by_two_jobs_lives_until_the_last_is_deleted(
     assert store.redis.exists(image_key)
     store.delete(second)
     assert not store.redis.exists(image_key)
+
+
+def test_a_job_and_its_artifacts_are_one_read_and_its_renderings_go_with_it(
+    store: JobStore, chelsea_png: bytes, redis_server: RedisServer
+) -> None:
+    job_id = new_job(store, chelsea_png)
+    renders = store.renders_key(job_id)
+    assert store.artifacts(job_id, maps=True, image=True) == JobArtifacts(store.get(job_id))
+    assert not store.cache_render(job_id, "figure", b"png")  # not finished: nothing is kept
+    assert store.start(job_id, "a1")
+    assert store.finish(
+        job_id, result_json="{}", segments_png=b"seg", done=1, attempt="a1", attribution=b"maps"
+    )
+    sent = redis_server.commands_during(lambda: store.artifacts(job_id, maps=True, image=True))
+    assert [c["command"].split()[0] for c in sent if c["client_type"] != "lua"] == ["EVALSHA"]
+    found = store.artifacts(job_id, maps=True, image=True)
+    assert found == JobArtifacts(store.get(job_id), None, b"seg", b"maps", chelsea_png)
+    assert store.artifacts(job_id) == JobArtifacts(found.job, segments_png=b"seg")
+    assert store.cache_render(job_id, "figure", b"png")
+    assert store.artifacts(job_id, render="figure", image=True) == JobArtifacts(found.job, b"png")
+    assert 0 < store.redis.pttl(renders) <= store.redis.pttl(store.job_key(job_id))
+    for i in range(MAX_RENDERS):
+        store.cache_render(job_id, f"r{i}", b"")
+    assert store.redis.hlen(renders) == MAX_RENDERS and store.cache_render(job_id, "figure", b"2")
+    assert store.delete(job_id) == "finished"
+    assert not store.cache_render(job_id, "figure", b"png")  # a deleted job is not brought back
+    assert store.redis.keys("*") == [store.stats_key.encode()]
+    assert store.artifacts(job_id) is None and store.artifacts("not-a-job-id") is None
 
 
 def test_deleting_a_running_job_cancels_it_between_batches(

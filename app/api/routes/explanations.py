@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from app import explanations as service
+from app import artifacts, submissions
 from app.api.deps import QueueDep, RegistryDep, SettingsDep, StoreDep
 from app.auth import OwnerDep, VisibleJobId, authenticate
 from app.openapi_docs import (
@@ -69,7 +69,7 @@ async def submit_explanation(
 ) -> Any:
     submission = await read_submission(request, settings.max_upload_bytes)
     job, created = await run_in_threadpool(
-        service.submit,
+        submissions.submit,
         submission,
         settings=settings,
         store=store,
@@ -77,7 +77,7 @@ async def submit_explanation(
         registry=registry,
         owner=owner,
     )
-    body = service.resource(job).model_dump(mode="json")
+    body = submissions.resource(job).model_dump(mode="json")
     location = f"/v1/explanations/{job.id}"
     return JSONResponse(body, status_code=202 if created else 200, headers={"Location": location})
 
@@ -89,7 +89,7 @@ async def submit_explanation(
     responses=problem_responses(GET_ERRORS),
 )
 def get_explanation(job_id: JobId, store: StoreDep) -> Job:
-    return service.resource(service.get(store, job_id))
+    return submissions.resource(submissions.get(store, job_id))
 
 
 @router.delete(
@@ -100,7 +100,7 @@ def get_explanation(job_id: JobId, store: StoreDep) -> Job:
     responses=problem_responses(GET_ERRORS),
 )
 def delete_explanation(job_id: JobId, store: StoreDep, queue: QueueDep) -> Response:
-    service.delete(store, queue, job_id)
+    submissions.delete(store, queue, job_id)
     return Response(status_code=204)
 
 
@@ -114,7 +114,7 @@ def delete_explanation(job_id: JobId, store: StoreDep, queue: QueueDep) -> Respo
     },
 )
 def get_segments(job_id: JobId, store: StoreDep) -> Response:
-    return Response(service.segments_png(store, job_id), media_type="image/png")
+    return Response(artifacts.segments_png(store, job_id), media_type="image/png")
 
 
 @router.get(
@@ -131,7 +131,7 @@ def get_segments(job_id: JobId, store: StoreDep) -> Response:
 )
 def get_attribution(job_id: JobId, store: StoreDep) -> Response:
     return Response(
-        service.attribution_npy(store, job_id),
+        artifacts.attribution_npy(store, job_id),
         media_type="application/octet-stream",
         headers={"Content-Disposition": f'attachment; filename="{job_id}-attribution.npy"'},
     )
@@ -171,7 +171,7 @@ def get_overlay(
         float, Query(ge=0, le=100, description="highlight: tint superpixels above this percentile")
     ] = 95.0,
 ) -> Response:
-    png = service.overlay_png(
+    png = artifacts.overlay_png(
         store,
         settings,
         job_id,
@@ -199,7 +199,7 @@ def get_overlay(
     },
 )
 def get_figure(job_id: JobId, store: StoreDep, settings: SettingsDep) -> Response:
-    return Response(service.figure_png(store, settings, job_id), media_type="image/png")
+    return Response(artifacts.figure_png(store, settings, job_id), media_type="image/png")
 
 
 @router.get(
@@ -222,7 +222,7 @@ def get_figure(job_id: JobId, store: StoreDep, settings: SettingsDep) -> Respons
 )
 def get_hierarchy(job_id: JobId, store: StoreDep) -> Response:
     return Response(
-        service.hierarchy_npy(store, job_id),
+        artifacts.hierarchy_npy(store, job_id),
         media_type="application/octet-stream",
         headers={"Content-Disposition": f'attachment; filename="{job_id}-hierarchy.npy"'},
     )

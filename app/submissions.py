@@ -1,4 +1,5 @@
-"""What the explanation routes do: submit, read, delete, and the artifacts of a finished job.
+"""Submitting, reading and deleting explanation jobs (the artifacts of a finished one are
+app/artifacts.py's).
 
 Validation happens here, before anything is queued (`check`): params, the model (from its card
 and graph; the API never loads a model runtime), class indices, the Grad-CAM layer, the image
@@ -10,13 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import io
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnx
 from rq import Queue, Retry
 from rq.callbacks import Callback
@@ -26,33 +24,17 @@ from rq.job import Job as RQJob
 from app.schemas import Job
 from app.uploads import Submission
 from glimpse.cards import ModelRegistry, RegisteredModel, is_valid_name
-from glimpse.errors import GlimpseError, InvalidParams, NotFound, ServiceUnavailable
-from glimpse.hierarchy import level_maps
-from glimpse.images import decode_image, decode_maps, decode_segments_png, encode_png
+from glimpse.errors import InvalidParams, NotFound, ServiceUnavailable
+from glimpse.images import decode_image
 from glimpse.limits import check_budget, check_classes, check_request
 from glimpse.modelfiles import layer_names
 from glimpse.params import ExplainParams, parse_params
-from glimpse.render import (
-    CAPTIONS,
-    OverlayStyle,
-    attribution_map,
-    render_figure,
-    render_map_overlay,
-    render_overlay,
-)
-from glimpse.result import ClassExplanation, ExplanationResult
+from glimpse.result import ExplanationResult
 from glimpse.settings import Settings
 from glimpse.store import JobRecord, JobStore
 
-log = logging.getLogger("glimpse.api")
-
 JOB_FUNCTION = "worker.jobs.run_explanation"
 FAILURE_CALLBACK = "worker.jobs.on_failure"
-
-
-class NotFinished(GlimpseError):
-    status = 409
-    title = "Not finished"
 
 
 def normalize(raw: Any, settings: Settings, registry: ModelRegistry) -> ExplainParams:
@@ -258,119 +240,3 @@ def delete(store: JobStore, queue: Queue, job_id: str) -> None:
         # queued: its worker finds the record gone and stops, and RQ expires its own copy.
         with contextlib.suppress(NoSuchJobError, ValueError):
             RQJob.fetch(job_id, connection=queue.connection, serializer=queue.serializer).delete()
-
-
-def finished(store: JobStore, job_id: str) -> tuple[JobRecord, ExplanationResult]:
-    job = get(store, job_id)
-    if job.status != "finished" or job.result_json is None:
-        raise NotFinished(f"job {job_id} is {job.status}; its artifacts exist once it is finished")
-    return job, ExplanationResult.model_validate_json(job.result_json)
-
-
-def segments_png(store: JobStore, job_id: str) -> bytes:
-    finished(store, job_id)
-    data = store.segments_png(job_id)
-    if data is None:
-        raise NotFound(f"the segments of job {job_id} are gone")
-    return data
-
-
-def _segments(store: JobStore, job_id: str) -> np.ndarray:
-    return decode_segments_png(segments_png(store, job_id))
-
-
-def _maps(store: JobStore, job_id: str, result: ExplanationResult) -> np.ndarray:
-    """(K, H, W) float32: the method's own per-pixel maps where it stored them (gradcam),
-    else each superpixel's weight painted on its pixels."""
-    stored = store.attribution(job_id)
-    if stored is not None:
-        return decode_maps(stored)
-    weights = np.array([e.weights for e in result.explanations], np.float32)
-    return attribution_map(weights, _segments(store, job_id))
-
-
-def _npy(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(array, np.float32), allow_pickle=False)
-    return buf.getvalue()
-
-
-def attribution_npy(store: JobStore, job_id: str) -> bytes:
-    _, result = finished(store, job_id)
-    return _npy(_maps(store, job_id, result))
-
-
-def hierarchy_npy(store: JobStore, job_id: str) -> bytes:
-    """partition_shap's coarse-to-fine maps: float32 [K, L, H, W] (glimpse/hierarchy.py)."""
-    _, result = finished(store, job_id)
-    if result.hierarchy is None:
-        raise NotFound(
-            f"job {job_id} used method {result.method!r}, which has no hierarchy; "
-            "only partition_shap has one"
-        )
-    weights = np.array([e.weights for e in result.explanations], np.float64)
-    children = np.array(result.hierarchy, np.intp).reshape(-1, 2)
-    return _npy(level_maps(weights, children, _segments(store, job_id)))
-
-
-def _image(store: JobStore, settings: Settings, job: JobRecord) -> np.ndarray:
-    data = store.image(job)
-    if data is None:
-        raise NotFound(f"the image of job {job.id} is gone")
-    return decode_image(data, max_pixels=settings.max_image_pixels).pixels
-
-
-def figure_png(store: JobStore, settings: Settings, job_id: str) -> bytes:
-    """The image and every explained class side by side on one colour scale, as shap's
-    image_plot draws them."""
-    job, result = finished(store, job_id)
-    maps = _maps(store, job_id, result)
-    titles = [f"{e.label}\np = {e.probability:.3f}" for e in result.explanations]
-    caption = CAPTIONS.get(result.method, "attribution")
-    return encode_png(render_figure(_image(store, settings, job), maps, titles, caption=caption))
-
-
-def overlay_png(
-    store: JobStore,
-    settings: Settings,
-    job_id: str,
-    *,
-    class_index: int | None,
-    style: OverlayStyle,
-    negative: bool,
-    num_features: int,
-    percentile: float,
-) -> bytes:
-    if style == "grid":
-        return figure_png(store, settings, job_id)
-    job, result = finished(store, job_id)
-    explanation = _pick(result, class_index)
-    image = _image(store, settings, job)
-    stored = store.attribution(job_id)
-    if style == "heatmap" and stored is not None:  # the method's own smooth map (gradcam)
-        index = result.explanations.index(explanation)
-        return encode_png(render_map_overlay(image, decode_maps(stored)[index]))
-    segments = _segments(store, job_id)
-    pixels = render_overlay(
-        image,
-        segments,
-        np.asarray(explanation.weights, np.float64),
-        style,
-        num_features=num_features,
-        negative=negative,
-        percentile=percentile,
-    )
-    return encode_png(pixels)
-
-
-def _pick(result: ExplanationResult, class_index: int | None) -> ClassExplanation:
-    if class_index is None:
-        return result.explanations[0]
-    for e in result.explanations:
-        if e.class_index == class_index:
-            return e
-    explained = [e.class_index for e in result.explanations]
-    raise InvalidParams(
-        f"class_index {class_index} was not explained; this job explains {explained}",
-        errors=[{"loc": ["query", "class_index"], "msg": f"must be one of {explained}"}],
-    )

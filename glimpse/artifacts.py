@@ -1,0 +1,109 @@
+"""The artifacts of a finished explanation, drawn from what it keeps: the photo, its `result`,
+its superpixels and, for a method with per-pixel maps of its own (gradcam), those maps.
+
+The API (app/artifacts.py, from the job store, on request) and `glimpse explain` (from the
+engine's arrays, into a folder) both draw through these functions, so both give the same
+files. Shapes: image (H, W, 3) uint8; segments (H, W) int superpixel ids 0..m-1, or None
+where the artifact does not need them (`needs_segments`); pixel_maps (K, H, W) float32 or
+None, K the explained classes in `result.explanations` order.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+from glimpse.hierarchy import level_maps
+from glimpse.images import encode_png
+from glimpse.render import (
+    OverlayStyle,
+    attribution_map,
+    caption,
+    render_figure,
+    render_map_overlay,
+    render_overlay,
+)
+from glimpse.result import ExplanationResult
+
+
+def needs_segments(style: OverlayStyle | None, pixel_maps: bool) -> bool:
+    """Whether an artifact is drawn from the superpixels: everything but the method's own
+    maps (`pixel_maps`: it has them). style None: the attribution maps or the figure."""
+    if style is None or style == "grid":
+        return not pixel_maps
+    return not (style == "heatmap" and pixel_maps)
+
+
+def _weights(result: ExplanationResult, dtype: type[np.floating]) -> np.ndarray:
+    """(K, m): each explained class's superpixel weights."""
+    return np.array([e.weights for e in result.explanations], dtype)
+
+
+def _given(segments: np.ndarray | None) -> np.ndarray:
+    if segments is None:
+        raise ValueError("this artifact is drawn from the segments; none were given")
+    return segments
+
+
+def attribution_maps(
+    result: ExplanationResult, segments: np.ndarray | None, pixel_maps: np.ndarray | None
+) -> np.ndarray:
+    """(K, H, W) float32: the method's own maps where it has them, else each superpixel's
+    weight painted on its pixels."""
+    if pixel_maps is not None:
+        return np.asarray(pixel_maps, np.float32)
+    return attribution_map(_weights(result, np.float32), _given(segments))
+
+
+def figure_png(image: np.ndarray, result: ExplanationResult, maps: np.ndarray) -> bytes:
+    """The photo and every explained class side by side on one colour scale (shap's
+    image_plot); maps: `attribution_maps`."""
+    titles = [f"{e.label}\np = {e.probability:.3f}" for e in result.explanations]
+    return encode_png(render_figure(image, maps, titles, caption=caption(result.method)))
+
+
+def overlay_png(
+    image: np.ndarray,
+    result: ExplanationResult,
+    segments: np.ndarray | None,
+    pixel_maps: np.ndarray | None,
+    *,
+    index: int = 0,
+    style: OverlayStyle = "heatmap",
+    negative: bool = False,
+    num_features: int = 5,
+    percentile: float = 95.0,
+) -> bytes:
+    """Explained class `index` (its position in `result.explanations`) drawn over the photo
+    in `style` (glimpse/render.py); `grid` is the figure of every class."""
+    if style == "grid":
+        return figure_png(image, result, attribution_maps(result, segments, pixel_maps))
+    if style == "heatmap" and pixel_maps is not None:  # the method's own smooth map (gradcam)
+        return encode_png(render_map_overlay(image, pixel_maps[index]))
+    pixels = render_overlay(
+        image,
+        _given(segments),
+        np.asarray(result.explanations[index].weights, np.float64),
+        style,
+        num_features=num_features,
+        negative=negative,
+        percentile=percentile,
+    )
+    return encode_png(pixels)
+
+
+def hierarchy_maps(result: ExplanationResult, segments: np.ndarray) -> np.ndarray:
+    """partition_shap's coarse-to-fine maps, (K, L, H, W) float32 (glimpse/hierarchy.py), of
+    a result that has a hierarchy."""
+    if result.hierarchy is None:
+        raise ValueError(f"method {result.method!r} has no hierarchy")
+    children = np.array(result.hierarchy, np.intp).reshape(-1, 2)
+    return level_maps(_weights(result, np.float64), children, segments)
+
+
+def npy(array: np.ndarray) -> bytes:
+    """An array's float32 values in NumPy's .npy format (no pickles)."""
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(array, np.float32), allow_pickle=False)
+    return buf.getvalue()
