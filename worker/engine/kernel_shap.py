@@ -26,6 +26,13 @@ superpixels pairs and triples are taken among the SCREEN with the largest order-
 (per target). The design (a few hundred columns) is built and reduced a chunk of rows at
 a time (regression.CHUNK), so the fit's memory stays flat as the budget grows.
 
+Defaults by size (measured in bench/quality_scale.py at m = 25..97 against a 300-permutation
+reference, and in bench/quality.py at m = 12 against exact values): up to 16 superpixels the
+kernel's size distribution (10-35 % less error than leverage sizes there); above, leverage
+sizes (at 1000 evaluations 8-33 % less error on all five of the scale bench's photos); the
+order-3 surrogate up to 64 superpixels, the linear fit above (at 97 superpixels the screened
+triples fit noise: 0.91 against 0.77).
+
 `grow` gives the design at a larger budget for num_samples "auto" (rounds.py): the random
 coalitions drawn so far are kept where their sizes are still sampled, so no evaluation is
 wasted; sizes the larger budget can now enumerate reuse the ones already evaluated.
@@ -48,22 +55,38 @@ RIDGE = 80.0
 #: Superpixels whose pairs and triples enter the order-3 surrogate at most (C(12, 3) = 220
 #: triples); with more, the 12 with the largest order-1 |φ|, per target.
 SCREEN = 12
+#: `sizes="auto"`: leverage-score sizes above this many superpixels, the kernel's up to it.
+LEVERAGE_ABOVE = 16
+#: `order=None`: the order-3 surrogate up to this many superpixels, the linear fit above.
+ORDER3_UP_TO = 64
 
 
 @dataclass(frozen=True)
 class KernelShap:
     """`sizes`: how the random part draws coalition sizes: `kernel` (∝ the Shapley kernel's
-    mass, shap's choice, equal regression weights) or `leverage` (every size equally often,
-    as leverage-score sampling does (Musco & Witter 2024), with importance weights).
+    mass, shap's choice, equal regression weights), `leverage` (every size equally often,
+    as leverage-score sampling does (Musco & Witter 2024), with importance weights) or
+    `auto` (default: leverage above LEVERAGE_ABOVE superpixels, kernel up to it).
     `sampling`: `stratified` (default: a fixed number of pairs per size, distinct, each
     size's kernel mass spread over its pairs) or `iid` (shap's: sizes drawn at random, pairs
     drawn with replacement, equal weights). `order`: 3 (default) fits the order-3 surrogate
     (module docstring), 1 the linear one of classic Kernel SHAP (same numbers as order 2
-    under paired sampling)."""
+    under paired sampling), None (default) order 3 up to ORDER3_UP_TO superpixels and 1
+    above. Why these defaults: bench/quality_scale.py (module docstring)."""
 
-    sizes: str = "kernel"
+    sizes: str = "auto"
     sampling: str = "stratified"
-    order: int = 3
+    order: int | None = None
+
+    def sizes_for(self, n_segments: int) -> str:
+        if self.sizes != "auto":
+            return self.sizes
+        return "leverage" if n_segments > LEVERAGE_ABOVE else "kernel"
+
+    def order_for(self, n_segments: int) -> int:
+        if self.order is not None:
+            return self.order
+        return 3 if n_segments <= ORDER3_UP_TO else 1
 
     def sample(self, n_segments: int, budget: int, rng: np.random.Generator) -> Coalitions:
         """budget counts f(x) and f(all hidden): budget - 2 coalitions are drawn."""
@@ -76,6 +99,7 @@ class KernelShap:
         sampled (they are draws from the same distribution restricted to those sizes), and
         enumerates what the budget now affords (rows already evaluated cost nothing)."""
         m = n_segments
+        sizes_rule = self.sizes_for(m)
         remaining = max(budget - 2, 0)
         if m < 2 or remaining == 0:
             return Coalitions(np.zeros((0, m), bool), np.zeros(0), needs_empty=True)
@@ -112,7 +136,7 @@ class KernelShap:
         if first_random <= half and remaining > 0 and left_mass > 1e-12:
             random_sizes = np.arange(first_random, half + 1)
             mass = pair_mass[first_random - 1 :]
-            draw = mass if self.sizes == "kernel" else np.where(2 * random_sizes == m, 1.0, 2.0)
+            draw = mass if sizes_rule == "kernel" else np.where(2 * random_sizes == m, 1.0, 2.0)
             draw = draw / draw.sum()
             old = None
             if previous is not None and previous.groups is not None:
@@ -135,7 +159,7 @@ class KernelShap:
                 fresh = _random_paired(m, random_sizes, draw, remaining - len(kept), rng)
                 rows = np.vstack([kept, fresh])
                 blocks.append(rows)
-                if self.sizes == "kernel":
+                if sizes_rule == "kernel":
                     weights.append(np.full(len(rows), left_mass / len(rows)))
                 else:  # importance weights: kernel mass / draw probability, per row
                     small = np.minimum(rows.sum(axis=1), m - rows.sum(axis=1))
@@ -168,7 +192,7 @@ class KernelShap:
         base = f_empty.astype(np.float64)
         sampled = coalitions.groups is None or bool((coalitions.groups >= 0).any())
         linear = constrained_wls(z, y, w, f_empty, f_full)
-        if self.order < 3 or not sampled or m < 3:
+        if self.order_for(m) < 3 or not sampled or m < 3:
             errors = constrained_wls_errors(
                 z,
                 y,
