@@ -172,6 +172,9 @@ def stack() -> Iterator[Stack]:
         s.figures["up_started"] = time.monotonic()
         s.compose("up", "-d")
         wait_until(s.ready, timeout=180, what="/readyz of the compose stack")
+        # the one-shot models service ran `glimpse models init` (its `|| true` hides a crash)
+        init = s.compose("logs", "models")
+        assert "default model 'efficientnet-lite0' is registered" in init, init[-2000:]
         yield s
     finally:
         s.client.close()
