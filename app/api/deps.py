@@ -19,23 +19,28 @@ from glimpse.store import JobStore
 
 
 async def get_settings_dep(request: Request) -> Settings:
-    return request.app.state.settings
+    settings: Settings = request.app.state.settings
+    return settings
 
 
 async def get_redis(request: Request) -> Redis:
-    return request.app.state.redis
+    redis: Redis = request.app.state.redis
+    return redis
 
 
 async def get_store(request: Request) -> JobStore:
-    return request.app.state.store
+    store: JobStore = request.app.state.store
+    return store
 
 
 async def get_queue(request: Request) -> Queue:
-    return request.app.state.queue
+    queue: Queue = request.app.state.queue
+    return queue
 
 
 async def get_registry(request: Request) -> ModelRegistry:
-    return request.app.state.registry
+    registry: ModelRegistry = request.app.state.registry
+    return registry
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]

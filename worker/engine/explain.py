@@ -143,10 +143,10 @@ def to_output_space(raw: np.ndarray, card: ModelCard, space: str) -> np.ndarray:
             return raw
         shifted = raw - raw.max(axis=1, keepdims=True)
         e = np.exp(shifted)
-        return e / e.sum(axis=1, keepdims=True)
+        return np.asarray(e / e.sum(axis=1, keepdims=True))
     if space == "probability":
         return raw
-    return np.log(np.clip(raw, 1e-12, None))
+    return np.asarray(np.log(np.clip(raw, 1e-12, None)))
 
 
 def explain(

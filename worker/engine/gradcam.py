@@ -125,7 +125,7 @@ def find_linear_head(model: onnx.ModelProto, output_name: str) -> LinearHead | N
     return LinearHead(feature=pool.input[0], weight=weight, bias=bias)
 
 
-def _is_global_mean(node: onnx.NodeProto, consts: dict[str, np.ndarray], a: dict) -> bool:
+def _is_global_mean(node: onnx.NodeProto, consts: dict[str, np.ndarray], a: dict[str, Any]) -> bool:
     if node.op_type == "GlobalAveragePool":
         return True
     if node.op_type != "ReduceMean":
@@ -219,7 +219,7 @@ def _feature_map(features: np.ndarray, name: str) -> np.ndarray:
             f"params.gradcam.layer: {name!r} has shape {list(a.shape)}, not (N, C, H, W)",
             errors=[{"loc": LAYER_LOC, "msg": "not a 4-D feature map"}],
         )
-    return a[0]
+    return np.asarray(a[0])
 
 
 def _cam_from_gradients(model: GradientModel, x: np.ndarray, targets: np.ndarray, name: str) -> Cam:

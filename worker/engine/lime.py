@@ -43,7 +43,7 @@ class Lime:
         """sqrt(exp(-d²/width²)) of the cosine distance d between each row and all-on."""
         on = z.sum(axis=1)
         distance = 1.0 - np.sqrt(on / z.shape[1])
-        return np.sqrt(np.exp(-(distance**2) / self.kernel_width**2))
+        return np.asarray(np.sqrt(np.exp(-(distance**2) / self.kernel_width**2)))
 
     def fit(
         self, coalitions: Coalitions, y: np.ndarray, f_full: np.ndarray, f_empty: np.ndarray | None

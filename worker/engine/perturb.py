@@ -33,7 +33,7 @@ def background_image(image: np.ndarray, spec: Background) -> np.ndarray:
         return np.asarray(cv2.blur(pixels, (k, k)), np.float32)
     if isinstance(spec, BlurBackground):
         blurred = gaussian(pixels, sigma=spec.sigma, channel_axis=-1, preserve_range=True)
-        return blurred.astype(np.float32)
+        return np.asarray(blurred, np.float32)
     raise TypeError(f"unknown background {spec!r}")
 
 

@@ -92,7 +92,9 @@ def _overlap(height: int, width: int, dr: int, dc: int) -> tuple[tuple[slice, sl
     return (slice(r0, r1), slice(c0, c1)), (slice(r0 + dr, r1 + dr), slice(c0 + dc, c1 + dc))
 
 
-def _distance(planes: np.ndarray, here: tuple, there: tuple, dr: int, dc: int) -> np.ndarray:
+def _distance(
+    planes: np.ndarray, here: tuple[slice, slice], there: tuple[slice, slice], dr: int, dc: int
+) -> np.ndarray:
     """Squared distance in (Lab·ratio, position) between the pixels `here` and `there`, summed
     in scikit-image's order (OpenCV's element-wise kernels: SIMD, and the GIL released).
     Both passes compute it, as scikit-image does: keeping every offset's distances would

@@ -62,7 +62,7 @@ def constrained_wls(
     delta = (f_full - f_empty).astype(np.float64)
     m = z.shape[1]
     if m == 1:
-        return delta[:, None].copy()
+        return np.asarray(delta[:, None].copy())
     target = y.astype(np.float64) - f_empty[None, :] - z[:, -1:] * delta[None, :]
     design = z[:, :-1] - z[:, -1:]
     sw = np.sqrt(w.astype(np.float64))[:, None]

@@ -55,16 +55,20 @@ def _segment_rgb(image: np.ndarray, spec: Segmentation, seed: int) -> np.ndarray
             seed=seed,
         )
     if isinstance(spec, Slic):
-        return slic(
-            image,
-            n_segments=spec.n_segments,
-            compactness=spec.compactness,
-            start_label=0,
-            channel_axis=-1,
+        return np.asarray(
+            slic(
+                image,
+                n_segments=spec.n_segments,
+                compactness=spec.compactness,
+                start_label=0,
+                channel_axis=-1,
+            )
         )
     if isinstance(spec, Felzenszwalb):
-        return felzenszwalb(
-            image, scale=spec.scale, sigma=spec.sigma, min_size=spec.min_size, channel_axis=-1
+        return np.asarray(
+            felzenszwalb(
+                image, scale=spec.scale, sigma=spec.sigma, min_size=spec.min_size, channel_axis=-1
+            )
         )
     raise TypeError(f"unknown segmentation {spec!r}")
 
