@@ -4,9 +4,14 @@ before and after opset 13, Reduce* with axes as attributes or inputs."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
-from torch_graph_helpers import Case, X, build, f32, i64, run_ort, run_torch
+from torch_graph_helpers import (
+    Case,
+    X,
+    assert_matches_onnxruntime,
+    f32,
+    i64,
+)
 
 CASES: dict[str, Case] = {
     # dense
@@ -38,15 +43,4 @@ CASES: dict[str, Case] = {
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_operator_matches_onnxruntime(name: str) -> None:
-    case = CASES[name]
-    model, feeds = build(case)
-    expected = run_ort(model, feeds)
-    got = run_torch(model, feeds)
-    assert len(got) == len(expected) == case.n_out
-    for g, e in zip(got, expected, strict=True):
-        assert g.shape == e.shape, name
-        assert g.dtype == e.dtype, name
-        if np.issubdtype(e.dtype, np.floating):
-            np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
-        else:
-            np.testing.assert_array_equal(g, e)
+    assert_matches_onnxruntime(name, CASES[name])

@@ -80,6 +80,22 @@ def run_ort(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.nda
     return session.run(None, feeds)
 
 
+def assert_matches_onnxruntime(name: str, case: Case) -> None:
+    """The case's graph run by the torch runtime gives ONNX Runtime's outputs: same count,
+    shapes and dtypes; floats within 1e-5, integers exactly."""
+    model, feeds = build(case)
+    expected = run_ort(model, feeds)
+    got = run_torch(model, feeds)
+    assert len(got) == len(expected) == case.n_out
+    for g, e in zip(got, expected, strict=True):
+        assert g.shape == e.shape, name
+        assert g.dtype == e.dtype, name
+        if np.issubdtype(e.dtype, np.floating):
+            np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
+        else:
+            np.testing.assert_array_equal(g, e)
+
+
 X = f32(2, 4, 9, 11)
 
 
