@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from itertools import combinations
 from math import factorial
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 
@@ -39,6 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "models"
 sys.path.insert(0, str(REPO))
 
+from bench.scale import estimators as peers  # noqa: E402
 from glimpse.cards import PRESETS, ModelCard  # noqa: E402
 from glimpse.params import Slic  # noqa: E402
 from worker.engine.evaluate import Evaluator  # noqa: E402
@@ -170,53 +170,9 @@ def random_paired_shap(values: np.ndarray, m: int, budget: int, seed: int) -> np
     return phi[0]
 
 
-def shap_kernel(values: np.ndarray, m: int, budget: int, seed: int) -> np.ndarray:
-    import shap
-
-    def f(z: np.ndarray) -> np.ndarray:
-        return values[index_of(np.asarray(z) > 0.5)]
-
-    np.random.seed(seed)  # KernelExplainer draws from numpy's global generator
-    explainer = shap.KernelExplainer(f, np.zeros((1, m)))
-    phi = explainer.shap_values(np.ones((1, m)), nsamples=budget, l1_reg=False, silent=True)
-    return np.asarray(phi).reshape(-1)[:m]
-
-
-def lime_image(
-    values: np.ndarray, image: np.ndarray, segments: np.ndarray, budget: int, seed: int
-) -> np.ndarray:
-    from lime.lime_image import LimeImageExplainer
-
-    m = int(segments.max()) + 1
-    # one pixel per superpixel that is not black in the photo: black there means hidden
-    probe = []
-    for j in range(m):
-        rows, cols = np.nonzero((segments == j) & (image.max(axis=2) > 0))
-        probe.append((rows[len(rows) // 2], cols[len(cols) // 2]))
-    pr = np.array([p[0] for p in probe])
-    pc = np.array([p[1] for p in probe])
-
-    def classifier(images: np.ndarray) -> np.ndarray:
-        z = np.asarray(images)[:, pr, pc, :].max(axis=2) > 0
-        p = values[index_of(z)]
-        return np.stack([1 - p, p], axis=1)  # class 1 = the target
-
-    explainer = LimeImageExplainer(random_state=seed)
-    with mock.patch.dict(os.environ, {"TQDM_DISABLE": "1"}):  # its bar, for this call only
-        explanation = explainer.explain_instance(
-            image,
-            classifier,
-            labels=(1,),
-            top_labels=None,
-            hide_color=0,
-            num_samples=budget,
-            batch_size=BATCH,
-            segmentation_fn=lambda _: segments,
-        )
-    weights = np.zeros(m)
-    for j, w in explanation.local_exp[1]:
-        weights[j] = w
-    return weights
+def table_game(values: np.ndarray):
+    """A table (2^m,) as the scale bench's game (bench/scale/estimators.py): z -> values."""
+    return lambda z: values[index_of(np.asarray(z))]
 
 
 # --- metrics -------------------------------------------------------------------------------------
@@ -263,8 +219,8 @@ METHODS = {
     )[0],
     "kernel_shap_random_paired_only": lambda v, img, seg, m, n, s: random_paired_shap(v, m, n, s),
     "glimpse_lime": lambda v, img, seg, m, n, s: glimpse(Lime(), v, m, n, s)[0],
-    "shap_kernel_explainer": lambda v, img, seg, m, n, s: shap_kernel(v, m, n, s),
-    "lime_image": lambda v, img, seg, m, n, s: lime_image(v, img, seg, n, s),
+    "shap_kernel_explainer": lambda v, img, seg, m, n, s: peers.shap_kernel(table_game(v), m, n, s),
+    "lime_image": lambda v, img, seg, m, n, s: peers.lime_image(table_game(v), m, n, s),
 }
 PEERS = {"shap_kernel_explainer", "lime_image"}
 SHAPLEY_METHODS = {
