@@ -70,22 +70,21 @@ class Evaluator:
 
     def __call__(self, z: np.ndarray) -> np.ndarray:
         """(n, m) bool -> (n, k) float64: every row evaluated, batch_size at a time."""
-        out = np.empty((len(z), self.k), np.float64)
-        for start in range(0, len(z), self.batch_size):
-            stop = min(start + self.batch_size, len(z))
-            out[start:stop] = self._score(z[start:stop])
-            self.evaluations += stop - start
-            self.report()
-        return out
+        return self._batches(z, counted=True)
 
     def quietly(self, z: np.ndarray) -> np.ndarray:
         """As __call__, counted apart (returns the scores; `evaluations` is unchanged) and
         reporting the progress as it stands between batches, which still lets a cancel
         stop it: for the quality pass after the explanation's own budget."""
+        return self._batches(z, counted=False)
+
+    def _batches(self, z: np.ndarray, *, counted: bool) -> np.ndarray:
         out = np.empty((len(z), self.k), np.float64)
         for start in range(0, len(z), self.batch_size):
             stop = min(start + self.batch_size, len(z))
             out[start:stop] = self._score(z[start:stop])
+            if counted:
+                self.evaluations += stop - start
             self.report()
         return out
 
