@@ -13,6 +13,7 @@ how to build that grid (worker/runtime/base.py); ONNX Runtime and PyTorch implem
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -107,13 +108,17 @@ class Prefix:
 
     def evaluator(self, segments: np.ndarray) -> Evaluator:
         """Coalitions over `segments` ((H, W) region ids) -> target scores; f(image) is
-        counted (the prefix evaluated it)."""
-        raw = perturbed_evaluator(
-            self.model, self.image, self.x, self.grid, self.params.background, segments
-        )
+        counted (the prefix evaluated it). The perturbation (a background, a fused binding)
+        is set up on the first batch: Grad-CAM without quality never asks for one."""
         card, space, targets = self.model.card, self.params.output_space, self.targets
+        raw: Callable[[np.ndarray], np.ndarray] | None = None
 
         def score(z: np.ndarray) -> np.ndarray:
+            nonlocal raw
+            if raw is None:
+                raw = perturbed_evaluator(
+                    self.model, self.image, self.x, self.grid, self.params.background, segments
+                )
             return to_output_space(raw(z), card, space)[:, targets]
 
         evaluate = Evaluator(
