@@ -53,6 +53,11 @@ class ModelInfo(BaseModel):
         description="what differs from what the workers were configured for (a GPU worker "
         "started on a machine without a usable GPU runs on the CPU and says so here)",
     )
+    methods: list[str] = Field(
+        default_factory=list,
+        description="the methods the live workers offer: integrated_gradients and xrai need "
+        "a worker with PyTorch; every method while no worker has reported",
+    )
 
 
 class ProblemError(BaseModel):

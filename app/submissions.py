@@ -23,12 +23,13 @@ from rq.job import Job as RQJob
 
 from app.schemas import Job
 from app.uploads import Submission
+from app.workers import check_offered, live_runtimes
 from glimpse.cards import ModelRegistry, RegisteredModel, is_valid_name
 from glimpse.errors import InvalidParams, NotFound, ServiceUnavailable
 from glimpse.images import decode_image
 from glimpse.limits import check_budget, check_classes, check_request
 from glimpse.modelfiles import layer_names
-from glimpse.params import ExplainParams, parse_params
+from glimpse.params import GRADIENT_METHODS, ExplainParams, parse_params
 from glimpse.result import ExplanationResult
 from glimpse.settings import Settings
 from glimpse.store import JobRecord, JobStore
@@ -161,6 +162,8 @@ def enqueue(
 ) -> tuple[JobRecord, bool]:
     """Queue a checked submission, or answer its cached twin; see `submit`."""
     params = checked.params
+    if params.method in GRADIENT_METHODS:  # only these depend on what the workers have
+        check_offered(params.method, live_runtimes(store, queue, settings))
     cache_key = owned_cache_key(params.cache_key(checked.sha256), owner)
     # One round trip asks for both the cache entry and the queue's length: under load, every
     # wait on Redis is a wait for the GIL too.

@@ -14,14 +14,22 @@ outlives it by a minute, and must not count.
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from redis import Redis
+from redis.exceptions import RedisError
 from rq import Queue, Worker
 from rq.worker.base import BaseWorker
 
+from glimpse.errors import InvalidParams
+from glimpse.params import GRADIENT_METHODS, Method
 from glimpse.settings import Settings
+from glimpse.store import JobStore
+
+METHODS: tuple[str, ...] = typing.get_args(Method)
 
 
 class WorkerView(Worker):
@@ -46,3 +54,34 @@ def alive(workers: Sequence[BaseWorker], limit: int) -> list[BaseWorker]:
         if w.last_heartbeat is not None
         and (now - w.last_heartbeat.replace(tzinfo=UTC)).total_seconds() <= limit
     ]
+
+
+def live_runtimes(store: JobStore, queue: Queue, settings: Settings) -> list[dict[str, Any]]:
+    """What the live workers report they run on (none reachable: [])."""
+    try:
+        names = [w.name for w in live_workers(queue, settings)]
+        return store.runtimes(names)
+    except RedisError:
+        return []
+
+
+def offered_methods(reports: list[dict[str, Any]]) -> list[str]:
+    """The methods the live workers can run: the gradient methods only where one of them has
+    autodiff (PyTorch). With no report yet, every method (nothing is known to be missing)."""
+    if not reports or any(r.get("gradients") for r in reports):
+        return list(METHODS)
+    return [m for m in METHODS if m not in GRADIENT_METHODS]
+
+
+def check_offered(method: str, reports: list[dict[str, Any]]) -> None:
+    """A 422 at submit for a method no live worker can run (the gradient methods on workers
+    without PyTorch), rather than a job that fails once a worker takes it."""
+    if method in offered_methods(reports):
+        return
+    raise InvalidParams(
+        f"params.method: {method} needs gradients, and none of the {len(reports)} live "
+        "workers has PyTorch: run workers with glimpse[torch] installed (the worker image "
+        "built with TORCH=1, or GLIMPSE_RUNTIME=torch); GET /v1/models lists the methods "
+        "offered",
+        errors=[{"loc": ["params", "method"], "msg": "no live worker offers this method"}],
+    )

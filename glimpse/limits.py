@@ -12,6 +12,8 @@ worker, which ends the job `failed` with the reason.
 - budget: num_samples, or max_samples with "auto", at most `max_num_samples`;
 - grid: 2..MAX_SEGMENTS cells on this image (computed at full size, so known in advance);
 - occlusion: more than one window, and windows + 1 evaluations within the budget;
+- gradients (integrated_gradients, xrai): steps × noisy copies × targets forward+backward
+  passes at most `max_num_samples`, from a fixed baseline (not inpainting);
 - design: budget × superpixels of LIME and Kernel SHAP at most `max_design_size`, since
   their regression holds that design (and a few float64 copies of it) in memory; occlusion's
   windows × cells matrix counts at OCCLUSION_DESIGN_SHARE entries per design cell;
@@ -27,7 +29,7 @@ import math
 from typing import TYPE_CHECKING
 
 from glimpse.errors import InvalidParams, PayloadTooLarge
-from glimpse.params import Classes, ExplainParams, Grid, InpaintBackground
+from glimpse.params import GRADIENT_METHODS, Classes, ExplainParams, Grid, InpaintBackground
 
 if TYPE_CHECKING:
     from glimpse.cards import ModelCard
@@ -43,7 +45,9 @@ MAX_SEGMENTS = 4000
 DESIGN_METHODS = frozenset({"lime", "kernel_shap"})
 #: Methods that explain the superpixels of params.segmentation (gradcam and occlusion make
 #: their own regions).
-SEGMENTED_METHODS = frozenset({"lime", "kernel_shap", "partition_shap"})
+SEGMENTED_METHODS = frozenset(
+    {"lime", "kernel_shap", "partition_shap", "integrated_gradients", "xrai"}
+)
 #: Occlusion holds a (windows, cells) bool matrix and one float64 copy: 9 bytes an entry,
 #: about an eighth of the ~70 bytes of a LIME design cell; so 8 entries count as one cell.
 OCCLUSION_DESIGN_SHARE = 8
@@ -66,6 +70,43 @@ def check_request(
         check_design(params, segments, settings.max_design_size)
     if params.method == "occlusion":
         check_occlusion(params, height, width, settings.max_design_size)
+    if params.method in GRADIENT_METHODS:
+        check_gradients(params, settings.max_num_samples)
+
+
+def _targets(params: ExplainParams) -> int:
+    targets = params.targets
+    return len(targets.classes) if isinstance(targets, Classes) else targets.top_k
+
+
+def gradient_passes(params: ExplainParams) -> int:
+    """Forward+backward passes of integrated_gradients and xrai: steps × copies × targets."""
+    options = params.integrated_gradients
+    return options.steps * max(1, options.noise_samples) * _targets(params)
+
+
+def check_gradients(params: ExplainParams, max_num_samples: int) -> None:
+    if isinstance(params.background, InpaintBackground):
+        raise InvalidParams(
+            f"params.background: {params.method} integrates from one fixed baseline; "
+            f"{params.background.kind} has none (it depends on what is hidden): use a "
+            "constant, mean, blur or noise background",
+            errors=[{"loc": ["params", "background"], "msg": "must be a fixed baseline"}],
+        )
+    passes = gradient_passes(params)
+    if passes <= max_num_samples:
+        return
+    raise InvalidParams(
+        f"params.integrated_gradients: steps × max(1, noise_samples) × targets = {passes} "
+        f"forward+backward passes, more than the {max_num_samples} this server allows "
+        "(GLIMPSE_MAX_NUM_SAMPLES); ask fewer steps, noisy copies or targets",
+        errors=[
+            {
+                "loc": ["params", "integrated_gradients"],
+                "msg": f"steps × noise copies × targets must be at most {max_num_samples}",
+            }
+        ],
+    )
 
 
 def _budget_key(params: ExplainParams) -> str:
@@ -162,11 +203,14 @@ def check_design(params: ExplainParams, n_segments: int, limit: int) -> None:
 
 def evaluations(params: ExplainParams) -> int:
     """The model evaluations a job may spend at most, quality's included."""
-    spent = 1 if params.method == "gradcam" else params.budget
+    if params.method == "gradcam":
+        spent = 1
+    elif params.method in GRADIENT_METHODS:
+        spent = gradient_passes(params) + 2  # and f(image), f(baseline)
+    else:
+        spent = params.budget
     if params.quality:
-        targets = params.targets
-        k = len(targets.classes) if isinstance(targets, Classes) else targets.top_k
-        spent += QUALITY_EVALUATIONS_PER_CLASS * k
+        spent += QUALITY_EVALUATIONS_PER_CLASS * _targets(params)
     return spent
 
 

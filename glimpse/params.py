@@ -18,6 +18,7 @@ from pydantic import (
     Tag,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from glimpse.errors import InvalidParams
@@ -83,6 +84,21 @@ class BlurBackground(_Strict):
     kernel_size: int | None = Field(default=None, ge=1, le=1024)
 
 
+class NoiseBackground(_Strict):
+    """Uniform noise in [low, high] per pixel and channel, drawn with the job's seed (a
+    baseline of Integrated Gradients and XRAI, as Vertex's and Captum's noise baselines)."""
+
+    kind: Literal["noise"] = "noise"
+    low: int = Field(default=0, ge=0, le=255)
+    high: int = Field(default=255, ge=0, le=255)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> NoiseBackground:
+        if self.low > self.high:
+            raise ValueError("low must be at most high")
+        return self
+
+
 class InpaintBackground(_Strict):
     """OpenCV inpainting of the hidden superpixels from the shown ones, as shap's
     `inpaint_telea` / `inpaint_ns` maskers do."""
@@ -92,7 +108,7 @@ class InpaintBackground(_Strict):
 
 
 Background = Annotated[
-    ConstantBackground | MeanBackground | BlurBackground | InpaintBackground,
+    ConstantBackground | MeanBackground | BlurBackground | NoiseBackground | InpaintBackground,
     Field(discriminator="kind"),
 ]
 
@@ -141,7 +157,34 @@ class GradcamOptions(_Strict):
     )
 
 
-Method = Literal["lime", "kernel_shap", "partition_shap", "gradcam", "occlusion"]
+class IntegratedGradientsOptions(_Strict):
+    """Integrated Gradients (Sundararajan et al. 2017) from `background` (the baseline) to
+    the image: `steps` points of the path integral, by the midpoint Riemann rule or
+    Gauss–Legendre quadrature; with `noise_samples` > 0, SmoothGrad: each point's gradient
+    averaged over that many copies with Gaussian noise of `noise_sigma` × the input's range."""
+
+    steps: int = Field(default=50, ge=1, le=300)
+    rule: Literal["riemann", "gauss_legendre"] = "riemann"
+    noise_samples: int = Field(default=0, ge=0, le=64)
+    noise_sigma: float = Field(default=0.1, gt=0, le=1)
+
+
+class XraiOptions(_Strict):
+    """XRAI (Kapishnikov et al. 2019): Felzenszwalb segments of the input at each of
+    `scales`, each dilated by `dilation` pixels, merged greedily into regions by their
+    Integrated Gradients density."""
+
+    scales: list[Annotated[float, Field(gt=0, le=10_000)]] = Field(
+        default=[50, 100, 150, 250, 500, 1200], min_length=1, max_length=8
+    )
+    dilation: int = Field(default=5, ge=0, le=32)
+
+
+Method = Literal[
+    "lime", "kernel_shap", "partition_shap", "gradcam", "occlusion", "integrated_gradients", "xrai"
+]
+#: Methods that differentiate the model: they need a worker with PyTorch (glimpse[torch]).
+GRADIENT_METHODS = frozenset({"integrated_gradients", "xrai"})
 
 
 class ExplainParams(_Strict):
@@ -158,6 +201,8 @@ class ExplainParams(_Strict):
     lime: LimeOptions = LimeOptions()
     occlusion: OcclusionOptions = OcclusionOptions()
     gradcam: GradcamOptions = GradcamOptions()
+    integrated_gradients: IntegratedGradientsOptions = IntegratedGradientsOptions()
+    xrai: XraiOptions = XraiOptions()
     quality: bool = Field(
         default=True, description="measure deletion/insertion faithfulness (a small extra budget)"
     )

@@ -41,6 +41,25 @@ class Quality(BaseModel):
     steps: int = Field(description="points on each curve after the start")
 
 
+class Completeness(BaseModel):
+    """Integrated Gradients' completeness: Σ attributions = f(image) − f(baseline) for the
+    exact integral. The gap is what the `steps`-point quadrature (and SmoothGrad's noise)
+    leaves; raise params.integrated_gradients.steps when it is large."""
+
+    attribution_sum: float = Field(description="Σ of every input value's attribution")
+    score_difference: float = Field(description="f(image) − f(baseline), in the output space")
+    gap: float = Field(description="attribution_sum − score_difference")
+    relative_gap: float = Field(description="|gap| / |score_difference| (0 when both are 0)")
+
+
+class XraiRegion(BaseModel):
+    """An XRAI region: the pixels it added when the greedy search chose it."""
+
+    area: float = Field(description="fraction of the model's input grid")
+    density: float = Field(description="mean attribution per input pixel (XRAI's gain)")
+    attribution: float = Field(description="Σ attribution over its pixels")
+
+
 class ClassExplanation(BaseModel):
     class_index: int
     label: str
@@ -62,6 +81,14 @@ class ClassExplanation(BaseModel):
         "other superpixel by 1.96 standard errors or tied with it within 1 % of Σ|weights|. "
         "False: the budget was too small for this many superpixels (see `warnings`)",
     )
+    completeness: Completeness | None = Field(
+        default=None, description="integrated_gradients, xrai: how well the integral closed"
+    )
+    regions: list[XraiRegion] | None = Field(
+        default=None,
+        description="xrai: the regions, highest density first (the map attribution.npy paints "
+        "each pixel with its region's density)",
+    )
 
 
 class Stats(BaseModel):
@@ -74,6 +101,11 @@ class Stats(BaseModel):
         default=None, description='num_samples "auto": the top superpixels settled'
     )
     rounds: int | None = Field(default=None, description='num_samples "auto": rounds run')
+    backward_passes: int | None = Field(
+        default=None,
+        description="integrated_gradients, xrai: forward+backward passes (each one of "
+        "model_evaluations)",
+    )
     quality_evaluations: int | None = Field(
         default=None, description="model evaluations of the quality curves (not counted above)"
     )

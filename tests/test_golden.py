@@ -34,6 +34,8 @@ RUNS: dict[str, list[str]] = {
     "partition_shap": ["--samples", "120"],
     "occlusion": ["--window", "48", "--stride", "32"],
     "gradcam": [],
+    "integrated_gradients": ["--steps", "8", "--segmentation", "slic"],
+    "xrai": ["--steps", "4", "--top-k", "2"],
 }
 
 
@@ -62,17 +64,32 @@ def _vector(values: list[float]) -> list[float] | dict[str, Any]:
     }
 
 
+def _regions(regions: list[dict[str, float]]) -> dict[str, Any]:
+    """XRAI's regions as their count, total area and the first three."""
+    return {
+        "count": len(regions),
+        "area": float(sum(r["area"] for r in regions)),
+        "first": regions[:3],
+    }
+
+
 def identity(result: dict[str, Any]) -> dict[str, Any]:
-    """The parts of result.json that a refactor must not change."""
+    """The parts of result.json that a refactor must not change (fields a method leaves null
+    are left out: a field added for another method changes no method's numbers)."""
     explanations = [
         {
-            **e,
-            "weights": _vector(e["weights"]),
-            "weights_se": None if e.get("weights_se") is None else _vector(e["weights_se"]),
+            key: value
+            for key, value in {
+                **e,
+                "weights": _vector(e["weights"]),
+                "weights_se": None if e.get("weights_se") is None else _vector(e["weights_se"]),
+                "regions": None if e.get("regions") is None else _regions(e["regions"]),
+            }.items()
+            if value is not None
         }
         for e in result["explanations"]
     ]
-    stats = {k: v for k, v in result["stats"].items() if "seconds" not in k}
+    stats = {k: v for k, v in result["stats"].items() if "seconds" not in k and v is not None}
     return {
         "method": result["method"],
         "image": result["image"],

@@ -8,6 +8,7 @@ from glimpse.images import DecodedImage
 from glimpse.params import ExplainParams
 from glimpse.result import (
     ClassExplanation,
+    Completeness,
     ExplanationResult,
     ImageInfo,
     ModelRef,
@@ -15,6 +16,7 @@ from glimpse.result import (
     Quality,
     SegmentsInfo,
     Stats,
+    XraiRegion,
 )
 from worker.engine.explain import Explanation
 from worker.engine.uncertainty import top_k
@@ -69,6 +71,13 @@ def build_result(
                 ),
                 top_separated=None if separated is None else bool(separated[k]),
                 top_settled=None if settled is None else bool(settled[k]),
+                completeness=_completeness(explanation, k),
+                regions=None
+                if explanation.regions is None
+                else [
+                    XraiRegion(area=r.area, density=r.density, attribution=r.attribution)
+                    for r in explanation.regions[k]
+                ],
             )
             for k, c in enumerate(explanation.targets)
         ],
@@ -80,13 +89,15 @@ def build_result(
             evaluation_seconds=round(explanation.evaluation_seconds, 4),
             converged=explanation.converged,
             rounds=explanation.rounds,
+            backward_passes=explanation.backward_passes,
             quality_evaluations=None if quality is None else quality.evaluations,
         ),
         hierarchy=None
         if explanation.hierarchy is None
         else [(int(a), int(b)) for a, b in explanation.hierarchy],
         layer=explanation.layer,
-        warnings=budget_warnings(explanation, params, labels),
+        warnings=budget_warnings(explanation, params, labels)
+        + completeness_warnings(explanation, params, labels),
     )
 
 
@@ -115,6 +126,44 @@ def budget_warnings(
         found.append(
             f'num_samples "auto" reached max_samples ({params.max_samples}) before the top '
             f"{k} superpixels settled: raise max_samples or use fewer superpixels."
+        )
+    return found
+
+
+#: A relative completeness gap above this is worth a warning: the integral has not closed.
+COMPLETENESS_TOLERANCE = 0.05
+
+
+def _completeness(explanation: Explanation, k: int) -> Completeness | None:
+    if explanation.attribution_sum is None or explanation.target_scores is None:
+        return None
+    total = float(explanation.attribution_sum[k])
+    difference = float(explanation.target_scores[k] - explanation.base_value[k])
+    gap = total - difference
+    relative = abs(gap) / abs(difference) if difference else (0.0 if gap == 0 else float("inf"))
+    return Completeness(
+        attribution_sum=total, score_difference=difference, gap=gap, relative_gap=relative
+    )
+
+
+def completeness_warnings(
+    explanation: Explanation, params: ExplainParams, labels: list[str]
+) -> list[str]:
+    """One line per explained class whose Integrated Gradients did not close within
+    COMPLETENESS_TOLERANCE of f(image) − f(baseline)."""
+    found = []
+    for k, c in enumerate(explanation.targets):
+        closed = _completeness(explanation, k)
+        if closed is None or closed.relative_gap <= COMPLETENESS_TOLERANCE:
+            continue
+        options = params.integrated_gradients
+        found.append(
+            f"class {int(c)} ({labels[int(c)]}): the attributions add up to "
+            f"{closed.attribution_sum:.4g}, not f(image) - f(baseline) = "
+            f"{closed.score_difference:.4g} (gap {closed.relative_gap:.0%}) after "
+            f"{options.steps} steps: raise integrated_gradients.steps"
+            + (" or lower noise_sigma" if options.noise_samples else "")
+            + "."
         )
     return found
 

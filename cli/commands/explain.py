@@ -12,16 +12,21 @@ import argparse
 import json
 import re
 import sys
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cli.commands.explain_params import (
+    SEGMENTATIONS,
+    naming_the_option,
+    params_from_args,
+)
 from glimpse.cards import ModelCard, ModelRegistry
 from glimpse.errors import GlimpseError, InvalidParams, NotFound, UnsupportedImage
-from glimpse.params import ExplainParams, parse_params
+from glimpse.params import Method
 
-SEGMENTATIONS = ("quickshift", "slic", "felzenszwalb", "grid")
-METHODS = ("lime", "kernel_shap", "partition_shap", "gradcam", "occlusion")
+METHODS: tuple[str, ...] = typing.get_args(Method)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "explain",
         help="explain one image in this process (no Redis)",
         description="Explain why a model classifies IMAGE as it does (LIME, Kernel SHAP, "
-        "Partition SHAP, Grad-CAM or occlusion).",
+        "Partition SHAP, Grad-CAM, occlusion, Integrated Gradients or XRAI).",
     )
     p.add_argument("image", metavar="IMAGE", help="JPEG, PNG, WebP, BMP or TIFF file")
     p.add_argument(
@@ -48,6 +53,29 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--layer",
         metavar="NAME",
         help="gradcam: the feature map (tensor or node name; default: chosen automatically)",
+    )
+    p.add_argument(
+        "--steps",
+        type=int,
+        metavar="N",
+        help="integrated_gradients, xrai: points of the path integral (1..300, default 50)",
+    )
+    p.add_argument(
+        "--rule",
+        choices=("riemann", "gauss_legendre"),
+        help="integrated_gradients, xrai: quadrature of the path integral (default riemann)",
+    )
+    p.add_argument(
+        "--noise-samples",
+        type=int,
+        metavar="N",
+        help="integrated_gradients, xrai: SmoothGrad noisy copies per point (default 0: off)",
+    )
+    p.add_argument(
+        "--noise-sigma",
+        type=float,
+        metavar="S",
+        help="integrated_gradients, xrai: SmoothGrad noise, a fraction of the input range (0.1)",
     )
     p.add_argument(
         "--samples",
@@ -80,8 +108,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--background",
         metavar="KIND|R,G,B|JSON",
-        help="what hidden superpixels show: black (default), mean, blur, inpaint_telea, "
-        "inpaint_ns, R,G,B or a JSON object",
+        help="what hidden superpixels show (and the gradient methods' baseline): black "
+        "(default), mean, blur, noise, inpaint_telea, inpaint_ns, R,G,B or a JSON object",
     )
     p.add_argument("--batch-size", type=int, metavar="B", help="evaluations per model call")
     p.add_argument("--output-space", choices=("probability", "logit"), default="probability")
@@ -95,138 +123,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
-
-
-# --- arguments -> params --------------------------------------------------------------------
-def _json_object(text: str, what: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise InvalidParams(f"--{what}: not valid JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise InvalidParams(f"--{what}: expected a JSON object")
-    return value
-
-
-def _segmentation(text: str) -> dict[str, Any]:
-    text = text.strip()
-    if text.startswith("{"):
-        return _json_object(text, "segmentation")
-    if text not in SEGMENTATIONS:
-        raise InvalidParams(
-            f"--segmentation: unknown algorithm {text!r}; use {', '.join(SEGMENTATIONS)} or JSON"
-        )
-    return {"algorithm": text}
-
-
-def _background(text: str) -> dict[str, Any]:
-    text = text.strip()
-    if text.startswith("{"):
-        return _json_object(text, "background")
-    if text in {"black", "constant"}:
-        return {"kind": "constant", "rgb": [0, 0, 0]}
-    if text in {"mean", "blur", "inpaint_telea", "inpaint_ns"}:
-        return {"kind": text}
-    parts = text.split(",")
-    if len(parts) == 3:
-        try:
-            return {"kind": "constant", "rgb": [int(v) for v in parts]}
-        except ValueError:
-            pass
-    raise InvalidParams(
-        f"--background: {text!r} is not black, mean, blur, inpaint_telea, inpaint_ns, R,G,B or JSON"
-    )
-
-
-def _classes(text: str) -> list[int]:
-    try:
-        classes = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise InvalidParams(
-            f"--classes: {text!r} is not a comma-separated list of integers"
-        ) from None
-    if not classes:
-        raise InvalidParams("--classes: give at least one class index")
-    return classes
-
-
-def _samples(text: str) -> int | str:
-    """`--samples`: an integer or "auto" (its range is checked by the API's rules)."""
-    if text.strip().lower() == "auto":
-        return "auto"
-    try:
-        return int(text)
-    except ValueError:
-        raise InvalidParams(f'--samples: {text!r} is neither an integer nor "auto"') from None
-
-
-def params_from_args(args: argparse.Namespace, model_name: str | None) -> ExplainParams:
-    raw: dict[str, Any] = {
-        "method": args.method,
-        "num_samples": _samples(args.samples),
-        "seed": args.seed,
-        "output_space": args.output_space,
-    }
-    if args.max_samples is not None:
-        raw["max_samples"] = args.max_samples
-    if model_name is not None:
-        raw["model"] = model_name
-    if args.classes is not None:
-        raw["targets"] = {"classes": _classes(args.classes)}
-    elif args.top_k is not None:
-        raw["targets"] = {"top_k": args.top_k}
-    if args.segmentation:
-        raw["segmentation"] = _segmentation(args.segmentation)
-    if args.background:
-        raw["background"] = _background(args.background)
-    if args.batch_size is not None:
-        raw["batch_size"] = args.batch_size
-    occlusion = {
-        key: value
-        for key, value in (("window", args.window), ("stride", args.stride))
-        if value is not None
-    }
-    if occlusion:
-        raw["occlusion"] = occlusion
-    if args.layer is not None:
-        raw["gradcam"] = {"layer": args.layer}
-    try:
-        return parse_params(raw, loc_prefix=())
-    except InvalidParams as exc:  # name the option, not the API's key
-        first = (exc.errors or [{"loc": [], "msg": exc.detail}])[0]
-        key = str(first["loc"][0]) if first["loc"] else ""
-        flag = _FLAGS.get(key, key)
-        raise InvalidParams(f"{flag}: {first['msg']}", errors=exc.errors) from None
-
-
-_FLAGS = {
-    "num_samples": "--samples",
-    "max_samples": "--max-samples",
-    "targets": "--top-k/--classes",
-    "seed": "--seed",
-    "method": "--method",
-    "segmentation": "--segmentation",
-    "background": "--background",
-    "batch_size": "--batch-size",
-    "output_space": "--output-space",
-    "model": "--model",
-    "occlusion": "--window/--stride",
-    "gradcam": "--layer",
-}
-
-
-def _naming_the_option(exc: InvalidParams, image_path: Path) -> InvalidParams:
-    """A shared check's error ("params.occlusion.stride: …", "image: …") naming the option
-    or the file instead of the API's key, where there is one."""
-    loc = [str(part) for part in (exc.errors or [{"loc": []}])[0]["loc"]]
-    if loc == ["image"]:
-        name = str(image_path)
-    elif loc[:1] == ["params"] and len(loc) > 1 and loc[1] in _FLAGS:
-        name = _FLAGS[loc[1]]
-    else:
-        return exc
-    detail = re.sub(r"^[\w.]+: ", "", exc.detail)
-    return InvalidParams(f"{name}: {detail}", errors=exc.errors)
 
 
 # --- the model ------------------------------------------------------------------------------
@@ -307,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
     try:  # the API's and the worker's own checks, before the model is loaded
         check(params, model_ref.card, image, settings)
     except InvalidParams as exc:
-        raise _naming_the_option(exc, image_path) from None
+        raise naming_the_option(exc, image_path) from None
     runtime = build_runtime(model_ref.path, model_ref.card, settings)
     model = ModelInUse(model_ref.name, model_ref.card, model_ref.labels, runtime)
     with _ProgressBar(disable=args.quiet) as bar:

@@ -1,9 +1,11 @@
-"""partition_shap, occlusion and gradcam end to end (uvicorn, Redis, a worker, the shared
-EfficientNet on chelsea), their artifacts, and the class grid figure."""
+"""partition_shap, occlusion, gradcam, integrated_gradients and xrai end to end (uvicorn,
+Redis, a worker, the shared EfficientNet on chelsea), their artifacts, and the class grid
+figure."""
 
 from __future__ import annotations
 
 import io
+import json
 
 import httpx
 import numpy as np
@@ -21,7 +23,19 @@ METHOD_PARAMS = {
     },
     "occlusion": {"occlusion": {"window": 64, "stride": 64}, "quality": False},
     "gradcam": {"targets": {"top_k": 2}},
+    "integrated_gradients": {
+        "integrated_gradients": {"steps": 8},
+        "segmentation": {"algorithm": "slic", "n_segments": 20},
+        "quality": False,
+    },
+    "xrai": {
+        "integrated_gradients": {"steps": 4},
+        "segmentation": {"algorithm": "slic", "n_segments": 20},
+        "targets": {"top_k": 2},
+    },
 }
+#: Methods whose attribution.npy is their own per-pixel map, not the weights painted.
+PIXEL_MAP_METHODS = {"gradcam", "integrated_gradients", "xrai"}
 
 
 @pytest.fixture(scope="module", params=sorted(METHOD_PARAMS))
@@ -74,6 +88,26 @@ def test_each_method_explains_the_cat(client: httpx.Client, finished: dict) -> N
         assert count == 7 * 7  # EfficientNet-Lite0's last feature map on 224×224
         assert result["layer"] and result["segments"]["algorithm"] == "feature_cells"
         assert min(first["weights"]) >= 0
+    if method in ("integrated_gradients", "xrai"):
+        steps = METHOD_PARAMS[method]["integrated_gradients"]["steps"]
+        k = len(result["explanations"])
+        assert result["stats"]["backward_passes"] == steps * k
+        assert evaluations == steps * k + 2  # and f(image), f(baseline)
+        closed = first["completeness"]
+        assert closed["attribution_sum"] == pytest.approx(
+            closed["score_difference"] + closed["gap"]
+        )
+        assert closed["score_difference"] == pytest.approx(
+            first["probability"] - first["base_value"], abs=1e-6
+        )
+    if method == "integrated_gradients":
+        assert sum(first["weights"]) == pytest.approx(closed["attribution_sum"], rel=1e-5)
+        assert first["regions"] is None
+    if method == "xrai":
+        areas = [r["area"] for r in first["regions"]]
+        assert sum(areas) == pytest.approx(1.0)
+        densities = [r["density"] for r in first["regions"]]
+        assert densities == sorted(densities, reverse=True)
 
 
 def test_attribution_npy(client: httpx.Client, finished: dict) -> None:
@@ -83,10 +117,13 @@ def test_attribution_npy(client: httpx.Client, finished: dict) -> None:
     assert maps.dtype == np.float32 and maps.shape == (len(explanations), 300, 451)
     weights = np.array([e["weights"] for e in explanations], np.float32)
     painted = weights[:, segments(client, finished["id"])]
-    if finished["params"]["method"] == "gradcam":  # the smooth upsampled map, not the cells
-        assert not np.array_equal(maps, painted) and (maps >= 0).all()
+    method = finished["params"]["method"]
+    if method in PIXEL_MAP_METHODS:  # the method's own per-pixel map, not the regions painted
+        assert not np.array_equal(maps, painted) and np.isfinite(maps).all()
+    if method == "gradcam":  # smooth, upsampled from the cells
+        assert (maps >= 0).all()
         assert np.corrcoef(maps.ravel(), painted.ravel())[0, 1] > 0.8
-    else:
+    if method not in PIXEL_MAP_METHODS:
         np.testing.assert_array_equal(maps, painted)
 
 
@@ -146,3 +183,34 @@ def test_gradcam_maps_are_deleted_with_the_job(
     assert 0 < redis_server.client.ttl(key) <= 24 * 3600
     assert client.delete(f"/v1/explanations/{job_id}").status_code == 204
     assert redis_server.client.keys(f"glimpse:job:{job_id}*") == []
+
+
+def test_models_list_the_methods_the_workers_offer(client: httpx.Client) -> None:
+    models = client.get("/v1/models").json()
+    assert {"lime", "integrated_gradients", "xrai"} <= set(models[0]["methods"])
+
+
+def test_gradient_methods_are_422_at_submit_when_no_live_worker_has_pytorch(
+    client: httpx.Client, small_png: bytes, redis_server: RedisServer
+) -> None:
+    """The live workers' reports decide: said without gradients, the API refuses the gradient
+    methods before queueing anything, names what is missing, and still takes the others."""
+    key = "glimpse:runtimes"
+    reports = redis_server.client.hgetall(key)
+    assert reports, "the test worker has reported its runtime"
+    try:
+        for name, report in reports.items():
+            without = {**json.loads(report), "gradients": False}
+            redis_server.client.hset(key, name, json.dumps(without))
+        waiting = redis_server.client.llen("rq:queue:glimpse")
+        for method in ("integrated_gradients", "xrai"):
+            params = {"method": method, "cache": False}
+            body = assert_problem(submit_multipart(client, small_png, params), 422)
+            assert body["errors"][0]["loc"] == ["params", "method"]
+            assert "PyTorch" in body["detail"]
+        assert redis_server.client.llen("rq:queue:glimpse") == waiting
+        listed = client.get("/v1/models").json()[0]["methods"]
+        assert "lime" in listed and "xrai" not in listed
+        assert submit_multipart(client, small_png, {"num_samples": 50}).status_code in (200, 202)
+    finally:
+        redis_server.client.hset(key, mapping=reports)

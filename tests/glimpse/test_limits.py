@@ -255,3 +255,29 @@ def test_occlusions_matrix_counts_against_the_design_limit() -> None:
     assert f"{shape[0]} windows × {shape[1]} cells" in error.detail
     assert "GLIMPSE_MAX_DESIGN_SIZE" in error.detail
     check_request(parse_params(raw), SQUASH, 300, 451, Settings())  # the default: 160M entries
+
+
+def test_gradient_passes_are_steps_times_noisy_copies_times_targets() -> None:
+    settings = Settings(max_num_samples=1000)
+    ok = {"method": "xrai", "integrated_gradients": {"steps": 100, "noise_samples": 3}}
+    check_request(parse_params({**ok, "targets": {"top_k": 2}}), CROPPING, 480, 640, settings)
+    assert evaluations(parse_params({**ok, "quality": False})) == 100 * 3 + 2
+    with pytest.raises(InvalidParams, match="= 1200 forward\\+backward passes") as info:
+        check_request(parse_params({**ok, "targets": {"top_k": 4}}), CROPPING, 480, 640, settings)
+    assert info.value.errors[0]["loc"] == ["params", "integrated_gradients"]
+
+
+@pytest.mark.parametrize("method", ["integrated_gradients", "xrai"])
+def test_gradient_methods_need_a_fixed_baseline(method: str) -> None:
+    params = parse_params({"method": method, "background": {"kind": "inpaint_telea"}})
+    with pytest.raises(InvalidParams, match="one fixed baseline") as info:
+        check_request(params, CROPPING, 480, 640, Settings())
+    assert info.value.errors[0]["loc"] == ["params", "background"]
+    for background in ({"kind": "blur"}, {"kind": "noise"}, {"kind": "mean"}):
+        check_request(
+            parse_params({"method": method, "background": background}),
+            CROPPING,
+            480,
+            640,
+            Settings(),
+        )

@@ -59,7 +59,7 @@ def test_unknown_keys_are_rejected_with_their_location(raw: dict, loc: list[str]
     [
         {"num_samples": 9},
         {"num_samples": 100_001},
-        {"method": "integrated_gradients"},
+        {"method": "guided_backprop"},
         {"targets": {"top_k": 0}},
         {"targets": {"top_k": 21}},
         {"targets": {"classes": []}},
@@ -180,3 +180,44 @@ def test_a_bad_target_names_its_field_and_the_real_reason(
         parse_params({"targets": targets})
     assert info.value.errors is not None and info.value.errors[0]["loc"] == loc
     assert words in info.value.detail
+
+
+@pytest.mark.parametrize(
+    ("raw", "loc"),
+    [
+        ({"integrated_gradients": {"steps": 0}}, ["params", "integrated_gradients", "steps"]),
+        ({"integrated_gradients": {"steps": 301}}, ["params", "integrated_gradients", "steps"]),
+        ({"integrated_gradients": {"rule": "simpson"}}, ["params", "integrated_gradients", "rule"]),
+        (
+            {"integrated_gradients": {"noise_samples": 65}},
+            ["params", "integrated_gradients", "noise_samples"],
+        ),
+        (
+            {"integrated_gradients": {"noise_sigma": 0}},
+            ["params", "integrated_gradients", "noise_sigma"],
+        ),
+        ({"xrai": {"scales": []}}, ["params", "xrai", "scales"]),
+        ({"xrai": {"scales": [50, -1]}}, ["params", "xrai", "scales", "1"]),
+        ({"xrai": {"dilation": 33}}, ["params", "xrai", "dilation"]),
+        (
+            {"background": {"kind": "noise", "low": 200, "high": 100}},
+            ["params", "background", "noise"],
+        ),
+    ],
+)
+def test_gradient_method_options_are_validated_naming_the_field(raw: dict, loc: list[str]) -> None:
+    with pytest.raises(InvalidParams) as info:
+        parse_params({"method": "integrated_gradients", **raw})
+    assert info.value.status == 422
+    assert info.value.errors is not None and info.value.errors[0]["loc"] == loc
+
+
+def test_gradient_method_defaults() -> None:
+    params = parse_params({"method": "xrai"})
+    assert params.integrated_gradients.model_dump() == {
+        "steps": 50,
+        "rule": "riemann",
+        "noise_samples": 0,
+        "noise_sigma": 0.1,
+    }
+    assert params.xrai.scales == [50, 100, 150, 250, 500, 1200] and params.xrai.dilation == 5

@@ -129,6 +129,8 @@ def perturbed_evaluator(
     grid: InputGrid,
     background: Background,
     segments: np.ndarray,
+    *,
+    seed: int = 0,
 ) -> Callable[[np.ndarray], np.ndarray]:
     """f(z) -> raw outputs for superpixels `segments` ((H, W), original size) hidden behind
     `background`. A fixed background composes on the input grid (fused where the model can);
@@ -137,5 +139,5 @@ def perturbed_evaluator(
     if isinstance(background, InpaintBackground):
         inpaint = Inpainter(image, segments, background, grid.image)
         return lambda z: model(inpaint(z))
-    bg = grid.image(background_image(image, background))
+    bg = grid.image(background_image(image, background, seed=seed))
     return coalition_evaluator(model, x, bg, grid.labels(segments))

@@ -13,25 +13,26 @@ how to build that grid (worker/runtime/base.py); ONNX Runtime and PyTorch implem
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from glimpse.cards import ModelCard
 from glimpse.errors import InvalidParams
 from glimpse.limits import check_design, check_occlusion_budget
-from glimpse.params import Classes, ExplainParams
-from worker.engine import gradcam, occlusion, partition_shap
-from worker.engine.coalitions import Estimator, Fit
-from worker.engine.evaluate import Evaluator, Progress, perturbed_evaluator
+from glimpse.params import GRADIENT_METHODS, ExplainParams
+from worker.engine import gradcam, integrated_gradients, occlusion, partition_shap, xrai
+from worker.engine.coalitions import Estimator
+from worker.engine.evaluate import Progress
 from worker.engine.input_grid import InputGrid
 from worker.engine.kernel_shap import KernelShap
 from worker.engine.lime import Lime
+from worker.engine.prefix import Attribution, Prefix, Region, classify, to_output_space
 from worker.engine.quality import Quality, faithfulness
 from worker.engine.rounds import adaptive, fixed
 from worker.engine.segment import segment
 from worker.runtime.base import GradientModel, GradientSource, Model, OutputsModel
+
+__all__ = ["Explanation", "classify", "explain", "to_output_space"]
 
 TOP_PREDICTIONS = 5
 
@@ -61,6 +62,10 @@ class Explanation:
     pixel_maps: np.ndarray | None = None  # (k, H, W) float32: gradcam's smooth per-pixel maps
     hierarchy: np.ndarray | None = None  # (m - 1, 2) partition_shap's tree (glimpse/hierarchy.py)
     layer: str | None = None  # gradcam: the feature map's tensor name
+    target_scores: np.ndarray | None = None  # (k,) f(image) in params.output_space
+    attribution_sum: np.ndarray | None = None  # (k,) gradient methods: Σ IG (completeness)
+    backward_passes: int | None = None  # gradient methods: forward+backward passes
+    regions: tuple[tuple[Region, ...], ...] | None = None  # xrai: per target, best first
 
     @property
     def n_segments(self) -> int:
@@ -74,60 +79,6 @@ class Explanation:
         return self.weights.astype(np.float32)[:, self.segments]
 
 
-@dataclass(frozen=True)
-class Attribution:
-    """What a method's step gives back: weights over `segments`' regions and what else the
-    method knows."""
-
-    segments: np.ndarray  # (H, W) region ids 0..m-1
-    weights: np.ndarray  # (k, m)
-    base_value: np.ndarray  # (k,)
-    evaluate: Evaluator  # on these regions, f(image) counted
-    f_empty: np.ndarray | None = None  # (k,) the background's scores, where evaluated
-    fit: Fit | None = None  # LIME and Kernel SHAP: R², standard errors, settledness
-    rounds: int | None = None
-    converged: bool | None = None
-    pixel_maps: np.ndarray | None = None
-    hierarchy: np.ndarray | None = None
-    layer: str | None = None
-
-
-@dataclass(frozen=True)
-class Prefix:
-    """The shared prefix: what every method's step starts from."""
-
-    image: np.ndarray  # (H, W, 3) uint8
-    model: Model
-    params: ExplainParams
-    grid: InputGrid
-    x: np.ndarray  # (3, h, w) the image on the input grid
-    targets: np.ndarray  # (k,)
-    f_full: np.ndarray  # (k,) the targets' scores on the image, in the output space
-    batch_size: int
-    progress: Progress | None
-
-    def evaluator(self, segments: np.ndarray) -> Evaluator:
-        """Coalitions over `segments` ((H, W) region ids) -> target scores; f(image) is
-        counted (the prefix evaluated it). The perturbation (a background, a fused binding)
-        is set up on the first batch: Grad-CAM without quality never asks for one."""
-        card, space, targets = self.model.card, self.params.output_space, self.targets
-        raw: Callable[[np.ndarray], np.ndarray] | None = None
-
-        def score(z: np.ndarray) -> np.ndarray:
-            nonlocal raw
-            if raw is None:
-                raw = perturbed_evaluator(
-                    self.model, self.image, self.x, self.grid, self.params.background, segments
-                )
-            return to_output_space(raw(z), card, space)[:, targets]
-
-        evaluate = Evaluator(
-            score, len(targets), batch_size=self.batch_size, progress=self.progress
-        )
-        evaluate.count(1)
-        return evaluate
-
-
 def estimator_for(params: ExplainParams) -> Estimator:
     if params.method == "lime":
         return Lime(
@@ -138,20 +89,6 @@ def estimator_for(params: ExplainParams) -> Estimator:
     if params.method == "kernel_shap":
         return KernelShap()
     raise InvalidParams(f"method {params.method!r} is not available")
-
-
-def to_output_space(raw: np.ndarray, card: ModelCard, space: str) -> np.ndarray:
-    """Raw model outputs (n, C) -> probabilities or logits (n, C), float64."""
-    raw = raw.astype(np.float64)
-    if card.output_kind == "logits":
-        if space == "logit":
-            return raw
-        shifted = raw - raw.max(axis=1, keepdims=True)
-        e = np.exp(shifted)
-        return np.asarray(e / e.sum(axis=1, keepdims=True))
-    if space == "probability":
-        return raw
-    return np.asarray(np.log(np.clip(raw, 1e-12, None)))
 
 
 def explain(
@@ -185,6 +122,10 @@ def explain(
     elif params.method == "occlusion":
         assert windows is not None
         found = _occlusion(prefix, windows)
+    elif params.method in GRADIENT_METHODS:
+        assert regions is not None
+        steps = {"integrated_gradients": integrated_gradients.step, "xrai": xrai.step}
+        found = steps[params.method](prefix, regions)
     else:
         found = _gradcam(prefix)
     evaluation_done = time.perf_counter()
@@ -217,6 +158,10 @@ def explain(
         pixel_maps=found.pixel_maps,
         hierarchy=found.hierarchy,
         layer=found.layer,
+        target_scores=f_full,
+        attribution_sum=found.attribution_sum,
+        backward_passes=found.backward_passes,
+        regions=found.regions,
     )
 
 
@@ -238,7 +183,7 @@ def _regions(
     if params.method == "gradcam":
         return None, None
     segments = segment(image, params.segmentation, max_side=segment_max_side, seed=params.seed)
-    if max_design_size is not None and params.method != "partition_shap":
+    if max_design_size is not None and params.method in ("lime", "kernel_shap"):
         check_design(params, int(segments.max()) + 1, max_design_size)
     return segments, None
 
@@ -320,30 +265,3 @@ def _gradcam(prefix: Prefix) -> Attribution:
         pixel_maps=gradcam.pixel_maps(prefix.grid, cam.maps),
         layer=cam.layer,
     )
-
-
-def classify(
-    model: Model, x: np.ndarray, params: ExplainParams
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The shared prefix's model call: x (3, h, w) -> (probabilities (C,), targets (k,),
-    f_full (k,) the targets' scores in params.output_space)."""
-    card = model.card
-    raw_full = model(x[None])
-    probabilities = to_output_space(raw_full, card, "probability")[0]
-    targets = _targets(params, probabilities, card.num_classes)
-    return probabilities, targets, to_output_space(raw_full, card, params.output_space)[0, targets]
-
-
-def _targets(params: ExplainParams, probabilities: np.ndarray, num_classes: int) -> np.ndarray:
-    if isinstance(params.targets, Classes):
-        bad = [c for c in params.targets.classes if c >= num_classes]
-        if bad:
-            raise InvalidParams(
-                f"classes {bad} out of range: the model has {num_classes} classes",
-                errors=[
-                    {"loc": ["params", "targets", "classes"], "msg": f"must be < {num_classes}"}
-                ],
-            )
-        return np.asarray(params.targets.classes, np.intp)
-    k = min(params.targets.top_k, num_classes)
-    return np.argsort(-probabilities, kind="stable")[:k].astype(np.intp)

@@ -30,13 +30,18 @@ class InputGrid:
 
     def image(self, pixels: np.ndarray) -> np.ndarray:
         """(H, W, 3) float or uint8 0..255 RGB -> (3, h, w) float32, normalised as the card says."""
-        channels = []
-        for c in self._order:
+        stacked = np.moveaxis(self.pixels(pixels), -1, 0)[self._order]
+        return stacked * self._mul[:, None, None] + self._add[:, None, None]
+
+    def pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """(H, W, 3) 0..255 RGB -> (h, w, 3) float32 0..255 RGB: resized and cropped as
+        `image`, not normalised."""
+        planes = []
+        for c in range(3):
             plane = Image.fromarray(np.ascontiguousarray(pixels[:, :, c], dtype=np.float32))
             plane = plane.resize(self.resized, Image.Resampling.BILINEAR).crop(self.crop)
-            channels.append(np.asarray(plane, np.float32))
-        stacked = np.stack(channels)
-        return stacked * self._mul[:, None, None] + self._add[:, None, None]
+            planes.append(np.asarray(plane, np.float32))
+        return np.stack(planes, axis=-1)
 
     def labels(self, labels: np.ndarray) -> np.ndarray:
         """(H, W) int label map -> (h, w) int32, nearest neighbour, same crop as the image."""

@@ -14,15 +14,21 @@ from glimpse.params import (
     ConstantBackground,
     InpaintBackground,
     MeanBackground,
+    NoiseBackground,
 )
 
 
-def background_image(image: np.ndarray, spec: Background) -> np.ndarray:
-    """(H, W, 3) uint8 -> (H, W, 3) float32 0..255: what a hidden superpixel shows.
+def background_image(image: np.ndarray, spec: Background, *, seed: int = 0) -> np.ndarray:
+    """(H, W, 3) uint8 -> (H, W, 3) float32 0..255: what a hidden superpixel shows (noise:
+    drawn from `seed`, the same for every call with it).
 
     Inpainting has no single background (it depends on what is hidden): see Inpainter.
     """
     pixels = image.astype(np.float32)
+    if isinstance(spec, NoiseBackground):
+        rng = np.random.default_rng(seed)
+        noise = rng.uniform(spec.low, spec.high, size=pixels.shape)
+        return np.asarray(noise, np.float32)
     if isinstance(spec, ConstantBackground):
         return np.broadcast_to(np.asarray(spec.rgb, np.float32), pixels.shape).copy()
     if isinstance(spec, MeanBackground):

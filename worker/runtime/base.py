@@ -4,7 +4,8 @@
 are) and a batch call on that grid. `FusedModel` composes perturbed images itself, inside
 its graph and on its device (worker/runtime/fused.py), from the coalitions alone.
 `OutputsModel` can return intermediate tensors beside its outputs (exact Grad-CAM at a
-global-average-pool + linear head); `GradientModel` has autodiff (Grad-CAM anywhere).
+global-average-pool + linear head); `GradientModel` has autodiff (Grad-CAM anywhere,
+Integrated Gradients, XRAI).
 ONNX Runtime (worker/runtime/onnx.py) is a FusedModel, an OutputsModel and a GradientSource
 (it hands over the same file on PyTorch); the PyTorch runtime (worker/runtime/torch.py) is a
 FusedModel, an OutputsModel and a GradientModel. tests/worker/runtime/test_contract.py runs
@@ -69,6 +70,14 @@ class GradientModel(ModelFile, Protocol):
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """batch (n, 3, h, w), tensor `layer`, classes (n,) -> (A, ∂Σ raw[i, classes[i]]/∂A,
         raw outputs)."""
+        ...
+
+    def input_gradients(
+        self, batch: np.ndarray, classes: np.ndarray, output_space: str
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """batch (n, 3, h, w), classes (n,), "probability" or "logit" -> (∂s_i/∂batch[i]
+        (n, 3, h, w), s (n,)) where s_i is row i's output for classes[i] in that space (a
+        logits model's softmax for "probability"; a probabilities model's log for "logit")."""
         ...
 
 

@@ -3,6 +3,7 @@ them warm across jobs (reloaded when the file changes), and asking a runtime whe
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +82,7 @@ class RuntimeReport:
     providers: list[str]
     device: str  # "cuda" or "cpu"
     note: str = ""  # why it is not what the settings asked for
+    gradients: bool = False  # autodiff here: integrated_gradients and xrai can run
 
 
 def probe_runtime(settings: Settings) -> RuntimeReport:
@@ -94,6 +96,7 @@ def probe_runtime(settings: Settings) -> RuntimeReport:
             runtime="torch",
             providers=[device, settings.precision],
             device="cuda" if device.startswith("cuda") else "cpu",
+            gradients=True,
         )
     from worker.runtime.onnx import GPU_PROVIDERS, probe_providers
 
@@ -103,7 +106,10 @@ def probe_runtime(settings: Settings) -> RuntimeReport:
     note = ""
     if asked_gpu and device == "cpu":
         note = f"no usable GPU here for {', '.join(asked_gpu)}: running on the CPU"
-    return RuntimeReport(runtime="onnxruntime", providers=got, device=device, note=note)
+    gradients = all(importlib.util.find_spec(m) for m in ("torch", "worker.runtime.torch"))
+    return RuntimeReport(
+        runtime="onnxruntime", providers=got, device=device, note=note, gradients=gradients
+    )
 
 
 class WarmModels:

@@ -346,3 +346,32 @@ class TorchModel:
             np.ascontiguousarray(gradient.detach().float().cpu().numpy()),
             self._host(raw, n),
         )
+
+    def input_gradients(
+        self, batch: np.ndarray, classes: np.ndarray, output_space: str
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The gradient of each row's score for its class with respect to that row's input,
+        and the scores (worker/runtime/base.py GradientModel): one forward and one backward
+        pass over the batch, in fp32 outputs whatever the model's precision."""
+        n = len(batch)
+        classes = np.asarray(classes, np.int64).reshape(-1)
+        if len(classes) != n:
+            raise ValueError(f"{len(classes)} classes for a batch of {n}")
+        with torch.inference_mode(False), torch.enable_grad():
+            x = self._to_device(batch).requires_grad_(True)
+            raw = self._run(self.graph, x).reshape(n, -1).float()
+            scores = _in_output_space(raw, self.card.output_kind, output_space)
+            rows = torch.arange(n, device=raw.device)
+            picked = scores[rows, torch.as_tensor(classes).to(raw.device)]
+            (gradient,) = torch.autograd.grad(picked.sum(), x)
+        return (
+            np.ascontiguousarray(gradient.detach().float().cpu().numpy()),
+            picked.detach().double().cpu().numpy(),
+        )
+
+
+def _in_output_space(raw: torch.Tensor, output_kind: str, space: str) -> torch.Tensor:
+    """Raw outputs (n, C) -> probabilities or logits, as the engine's to_output_space."""
+    if output_kind == "logits":
+        return torch.softmax(raw, dim=1) if space == "probability" else raw
+    return raw if space == "probability" else torch.log(raw.clamp_min(1e-12))

@@ -7,18 +7,15 @@ from collections.abc import Iterable
 from typing import Any
 
 from fastapi import APIRouter, Depends
-from redis.exceptions import RedisError
-from rq import Queue
 
 from app.api.deps import QueueDep, RegistryDep, SettingsDep, StoreDep
 from app.auth import authenticate
 from app.openapi_docs import problem_responses
 from app.schemas import ModelInfo
-from app.workers import live_workers
+from app.workers import live_runtimes, offered_methods
 from glimpse.cards import ModelRegistry
 from glimpse.errors import GlimpseError
 from glimpse.settings import Settings
-from glimpse.store import JobStore
 
 router = APIRouter(
     prefix="/v1",
@@ -27,15 +24,6 @@ router = APIRouter(
     responses=problem_responses((401,)),
 )
 log = logging.getLogger("glimpse.api")
-
-
-def live_runtimes(store: JobStore, queue: Queue, settings: Settings) -> list[dict[str, Any]]:
-    """What the live workers report they run on (none reachable: [])."""
-    try:
-        names = [w.name for w in live_workers(queue, settings)]
-        return store.runtimes(names)
-    except RedisError:
-        return []
 
 
 def list_models(
@@ -47,6 +35,7 @@ def list_models(
     providers = _unique(p for r in reports for p in r["providers"]) or settings.runtime_providers
     devices = _unique(r["device"] for r in reports)
     notes = _unique(r["note"] for r in reports if r.get("note"))
+    methods = offered_methods(reports)
     models = []
     for name in registry.names():
         try:
@@ -64,6 +53,7 @@ def list_models(
                 providers=providers,
                 devices=devices,
                 notes=notes,
+                methods=methods,
             )
         )
     return models

@@ -91,3 +91,36 @@ def test_an_onnx_model_hands_over_its_gradients_once(model_file: Path) -> None:
     model = OnnxRuntimeModel(model_file, card)
     first = model.gradients()
     assert first is not None and model.gradients() is first
+
+
+@pytest.mark.parametrize("space", ["probability", "logit"])
+def test_input_gradients_match_finite_differences_of_the_model(
+    runtime: Model, batch: np.ndarray, space: str
+) -> None:
+    """∂s/∂x (Integrated Gradients, XRAI) of each row's class score, in the output space,
+    against central differences through ONNX Runtime's forward pass in float64."""
+    from worker.engine.prefix import to_output_space
+
+    gradients = runtime if isinstance(runtime, GradientModel) else None
+    if gradients is None:
+        assert isinstance(runtime, GradientSource)
+        gradients = runtime.gradients()
+    assert gradients is not None
+    classes = np.array([0, 2])
+    x = batch[:2]
+    grad, scores = gradients.input_gradients(x, classes, space)
+    assert grad.shape == x.shape and scores.shape == (2,)
+
+    def score(rows: np.ndarray, c: np.ndarray) -> np.ndarray:
+        out = to_output_space(runtime(rows.astype(np.float32)), runtime.card, space)
+        return out[np.arange(len(rows)), c]
+
+    np.testing.assert_allclose(scores, score(x, classes), rtol=1e-5, atol=1e-6)
+    rng = np.random.default_rng(2)
+    direction = rng.normal(size=x.shape)  # a directional derivative checks every entry at once
+    eps = 1e-3  # small enough that no Relu changes side along the step
+    numeric = (score(x + eps * direction, classes) - score(x - eps * direction, classes)) / (
+        2 * eps
+    )
+    analytic = (grad.astype(np.float64) * direction).reshape(2, -1).sum(axis=1)
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-2, atol=1e-3)

@@ -310,6 +310,12 @@ def test_v1_models_reports_the_torch_runtime(models_dir: Path) -> None:
     assert info.providers == ["auto", "bf16", "channels_last"]
     assert Settings().runtime_providers == ["CPUExecutionProvider"]
     report = dataclasses.asdict(probe_runtime(settings))  # what a torch worker says here
-    assert report == {"runtime": "torch", "providers": ["cpu", "bf16"], "device": "cpu", "note": ""}
+    assert report == {
+        "runtime": "torch",
+        "providers": ["cpu", "bf16"],
+        "device": "cpu",
+        "note": "",
+        "gradients": True,
+    }
     (info,) = list_models(ModelRegistry(models_dir), settings, [report])
     assert (info.providers, info.devices, info.notes) == (["cpu", "bf16"], ["cpu"], [])
