@@ -3,6 +3,7 @@
     python docker/requirements.py api        the API: no model runtime
     python docker/requirements.py worker     every dependency (ONNX Runtime on the CPU)
     python docker/requirements.py gpu        the same with onnxruntime-gpu for onnxruntime
+    python docker/requirements.py torch      the torch extra (TORCH=1: the gradient methods)
 
 Images install these in a layer of their own, before the source is copied, so a change to
 the code rebuilds in seconds.
@@ -39,7 +40,9 @@ def requirements(image: str, pyproject: Path) -> list[str]:
     if image == "gpu":
         gpu = project["optional-dependencies"]["gpu"]
         return [d for d in deps if name(d) != "onnxruntime"] + gpu
-    raise SystemExit(f"requirements.py: unknown image {image!r} (api, worker, gpu)")
+    if image == "torch":
+        return list(project["optional-dependencies"]["torch"])
+    raise SystemExit(f"requirements.py: unknown image {image!r} (api, worker, gpu, torch)")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ CAPTIONS = {
     "partition_shap": "SHAP value (Owen)",
     "occlusion": "occlusion: mean drop of the score",
     "gradcam": "Grad-CAM",
+    "integrated_gradients": "Integrated Gradients",
+    "xrai": "XRAI region density",
 }
 
 

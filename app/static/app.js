@@ -76,6 +76,12 @@ async function loadModels() {
     const option = new Option(`${m.name} (${m.num_classes} classes)`, m.name, m.default, m.default);
     $("model").add(option);
   }
+  // The methods the live workers offer (integrated_gradients and xrai need PyTorch there).
+  const offered = new Set(models.length ? models[0].methods || [] : []);
+  for (const option of $("method").options) {
+    option.disabled = offered.size > 0 && !offered.has(option.value);
+    option.title = option.disabled ? "no live worker offers this method (it needs PyTorch)" : "";
+  }
 }
 
 function choose(f) {
@@ -125,6 +131,9 @@ async function submit(event) {
     method: $("method").value,
     targets: { top_k: Number($("top-k").value) },
   };
+  if (["integrated_gradients", "xrai"].includes(params.method)) {
+    params.integrated_gradients = { steps: Number($("steps").value) };
+  }
   if ($("auto-samples").checked) {
     params.num_samples = "auto";
     params.max_samples = Number($("samples").value);

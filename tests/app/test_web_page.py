@@ -104,13 +104,31 @@ def test_an_auto_budget_is_sent_with_its_cap(
     assert "reached max_samples (120)" in page.inner_text("#warnings")
 
 
+def test_a_gradient_method_is_sent_with_its_steps(
+    page: Page, chelsea_png: bytes, tmp_path: Path
+) -> None:
+    png = tmp_path / "chelsea.png"
+    png.write_bytes(chelsea_png)
+    page.wait_for_function("document.querySelectorAll('#model option').length > 0")
+    assert page.eval_on_selector("option[value=xrai]", "o => o.disabled") is False  # torch here
+    page.set_input_files("#image-input", str(png))
+    page.select_option("#method", "xrai")
+    page.fill("#steps", "3")
+    page.click("#submit")
+    page.wait_for_selector("#results", state="visible", timeout=90_000)
+    params = page.evaluate("job.params")
+    assert params["method"] == "xrai" and params["integrated_gradients"]["steps"] == 3
+    assert page.evaluate("job.result.stats.backward_passes") == 3
+    assert "Egyptian cat" in page.inner_text("#predictions")
+
+
 def test_the_page_fits_a_phone(page: Page) -> None:
     page.set_viewport_size({"width": 390, "height": 844})
     page.reload()
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390
     controls = (
-        *("#model", "#method", "#top-k", "#samples", "#auto-samples", "#api-key"),
+        *("#model", "#method", "#top-k", "#samples", "#auto-samples", "#api-key", "#steps"),
         *("#opacity", "#drop-zone"),
     )
     for control in controls:

@@ -71,6 +71,11 @@ def test_images_are_pinned_non_root_and_healthchecked() -> None:
     assert "requirements.py api" in api and "onnxruntime" not in api.replace("onnxruntime)", "")
     gpu = (DOCKER / "Dockerfile.worker-gpu").read_text()
     assert "requirements.py gpu" in gpu and "tensorrt" in gpu.lower()
+    for name in ("Dockerfile.worker", "Dockerfile.worker-gpu"):  # TORCH=1: the gradient methods
+        text = (DOCKER / name).read_text()
+        assert "ARG TORCH=0" in text and "requirements.py torch" in text, name
+    for service in ("worker", "worker-gpu"):
+        assert compose()["services"][service]["build"]["args"] == {"TORCH": "${GLIMPSE_TORCH:-0}"}
     redis_image = compose()["services"]["redis"]["image"]
     assert re.search(r":\d", redis_image), "redis image not pinned"
 
