@@ -6,8 +6,8 @@ PHOTOS at the defaults a user gets (quickshift with lime's settings, black backg
 top class), every method on the same superpixels, so the faithfulness curves (RISE's
 deletion and insertion, worker/engine/quality.py) compare like with like. Budgets: LIME,
 Kernel SHAP and Partition SHAP 1000 evaluations; Integrated Gradients and XRAI 50 steps;
-Grad-CAM one pass; occlusion its default windows (up to 2000). Seconds are the engine's wall time of the
-explanation (segmentation included, the quality pass not).
+Grad-CAM one pass; occlusion its default windows (up to 2000). Seconds are the engine's wall
+time of the explanation (segmentation included, the quality pass not).
 
     python bench/methods.py [--photos chelsea,coffee] [--docs]
 
