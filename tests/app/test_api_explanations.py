@@ -93,7 +93,9 @@ def test_finished_job_matches_the_contract(finished: dict, chelsea_png: bytes) -
             *("class_index", "label", "probability", "weights", "base_value", "score"),
             *("weights_se", "quality", "top_separated"),  # issue #6 additions
             "top_settled",  # issue #18
+            *("completeness", "regions"),  # issue #20: the gradient methods (null here)
         }
+        assert e["completeness"] is None and e["regions"] is None
         assert len(e["weights"]) == count
         assert len(e["weights_se"]) == count and isinstance(e["top_separated"], bool)
         assert set(e["quality"]) == {"deletion_auc", "insertion_auc", "steps"}
