@@ -22,7 +22,9 @@ from glimpse.images import decode_image, decode_maps, decode_segments_png
 from glimpse.render import OverlayStyle
 from glimpse.result import ExplanationResult
 from glimpse.settings import Settings
+from glimpse.shrink import shrink_maps
 from glimpse.store import JobArtifacts, JobStore
+from glimpse.visual import FIGURE_OPTIONS, HEATMAP_OPTIONS, SIZE_OPTIONS, Visual
 
 log = logging.getLogger("glimpse.api")
 
@@ -93,12 +95,16 @@ def segments_png(store: JobStore, job_id: str) -> bytes:
     return found.segments_png
 
 
-def attribution_npy(store: JobStore, job_id: str) -> bytes:
-    """float32 [K, H, W] (glimpse/artifacts.py `attribution_maps`)."""
+def attribution_npy(
+    store: JobStore, job_id: str, *, dtype: str = "float32", max_side: int | None = None
+) -> bytes:
+    """float32 [K, H, W] (glimpse/artifacts.py `attribution_maps`); as float16, or
+    area-averaged to a longer side of at most max_side, when asked."""
     found = finished(store, job_id, maps=True)
     pixel_maps = _pixel_maps(found)
     segments = _segments_if_needed(found, None, pixel_maps)
-    return artifacts.npy(artifacts.attribution_maps(_result(found), segments, pixel_maps))
+    maps = artifacts.attribution_maps(_result(found), segments, pixel_maps)
+    return artifacts.npy(shrink_maps(maps, max_side), dtype)
 
 
 def hierarchy_npy(store: JobStore, job_id: str) -> bytes:
@@ -113,10 +119,20 @@ def hierarchy_npy(store: JobStore, job_id: str) -> bytes:
     return artifacts.npy(artifacts.hierarchy_maps(result, _segments(found)))
 
 
-def figure_png(store: JobStore, settings: Settings, job_id: str) -> bytes:
+def figure_key(visual: Visual) -> str:
+    """The renders-hash field of the figure: `figure`, then the visualisation options it
+    reads that differ from their defaults (so the default keeps the field it always had)."""
+    return ";".join([FIGURE, *visual.key(FIGURE_OPTIONS, figure=True)])
+
+
+def figure_png(
+    store: JobStore, settings: Settings, job_id: str, visual: Visual | None = None
+) -> bytes:
     """The image and every explained class side by side on one colour scale, as shap's
     image_plot draws them."""
-    found = finished(store, job_id, render=FIGURE, maps=True, image=True)
+    visual = visual or Visual()
+    render = figure_key(visual)
+    found = finished(store, job_id, render=render, maps=True, image=True)
     if found.render is not None:
         return found.render
     result = _result(found)
@@ -124,8 +140,8 @@ def figure_png(store: JobStore, settings: Settings, job_id: str) -> bytes:
     maps = artifacts.attribution_maps(
         result, _segments_if_needed(found, None, pixel_maps), pixel_maps
     )
-    png = artifacts.figure_png(_image(found, settings), result, maps)
-    _keep(store, job_id, FIGURE, png)
+    png = artifacts.figure_png(_image(found, settings), result, maps, visual)
+    _keep(store, job_id, render, png)
     return png
 
 
@@ -136,14 +152,19 @@ def render_key(
     negative: bool,
     num_features: int,
     percentile: float,
+    visual: Visual | None = None,
 ) -> str:
     """The renders-hash field of an overlay: its style, its class (empty: the first explained)
-    and the options that style reads, so that options it ignores share one rendering."""
+    and the options that style reads, so that options it ignores share one rendering. The
+    visualisation options (the heatmap's; max_side for the others) are named only where
+    they differ from their defaults, so a default rendering keeps the field it always had."""
+    visual = visual or Visual()
     parts = [f"overlay:{style}", f"class_index={'' if class_index is None else class_index}"]
     if style == "boundaries":
         parts += [f"num_features={num_features}", f"negative={int(negative)}"]
     elif style == "highlight":
         parts.append(f"percentile={float(percentile)!r}")
+    parts += visual.key(HEATMAP_OPTIONS if style == "heatmap" else SIZE_OPTIONS)
     return ";".join(parts)
 
 
@@ -157,11 +178,18 @@ def overlay_png(
     negative: bool,
     num_features: int,
     percentile: float,
+    visual: Visual | None = None,
 ) -> bytes:
+    visual = visual or Visual()
     if style == "grid":
-        return figure_png(store, settings, job_id)
+        return figure_png(store, settings, job_id, visual)
     render = render_key(
-        style, class_index, negative=negative, num_features=num_features, percentile=percentile
+        style,
+        class_index,
+        negative=negative,
+        num_features=num_features,
+        percentile=percentile,
+        visual=visual,
     )
     found = finished(store, job_id, render=render, maps=True, image=True)
     if found.render is not None:
@@ -181,6 +209,7 @@ def overlay_png(
         negative=negative,
         num_features=num_features,
         percentile=percentile,
+        visual=visual,
     )
     _keep(store, job_id, render, png)
     return png

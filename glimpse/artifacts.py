@@ -25,6 +25,8 @@ from glimpse.render import (
     render_overlay,
 )
 from glimpse.result import ExplanationResult
+from glimpse.shrink import fitted_size, shrink_image, shrink_map, shrink_segments
+from glimpse.visual import Visual
 
 
 def needs_segments(style: OverlayStyle | None, pixel_maps: bool) -> bool:
@@ -56,11 +58,14 @@ def attribution_maps(
     return attribution_map(_weights(result, np.float32), _given(segments))
 
 
-def figure_png(image: np.ndarray, result: ExplanationResult, maps: np.ndarray) -> bytes:
+def figure_png(
+    image: np.ndarray, result: ExplanationResult, maps: np.ndarray, visual: Visual | None = None
+) -> bytes:
     """The photo and every explained class side by side on one colour scale (shap's
-    image_plot); maps: `attribution_maps`."""
+    image_plot); maps: `attribution_maps`; visual: glimpse/visual.py's FIGURE_OPTIONS."""
     titles = [f"{e.label}\np = {e.probability:.3f}" for e in result.explanations]
-    return encode_png(render_figure(image, maps, titles, caption=caption(result.method)))
+    label = caption(result.method)
+    return encode_png(render_figure(image, maps, titles, caption=label, visual=visual))
 
 
 def overlay_png(
@@ -74,21 +79,32 @@ def overlay_png(
     negative: bool = False,
     num_features: int = 5,
     percentile: float = 95.0,
+    visual: Visual | None = None,
 ) -> bytes:
     """Explained class `index` (its position in `result.explanations`) drawn over the photo
-    in `style` (glimpse/render.py); `grid` is the figure of every class."""
+    in `style` (glimpse/render.py); `grid` is the figure of every class. `visual`: how the
+    heatmap is drawn (glimpse/visual.py); its max_side applies to every style: the photo,
+    the superpixels and the maps are shrunk first (glimpse/shrink.py), then drawn."""
+    visual = visual or Visual()
     if style == "grid":
-        return figure_png(image, result, attribution_maps(result, segments, pixel_maps))
+        maps = attribution_maps(result, segments, pixel_maps)
+        return figure_png(image, result, maps, visual)
+    size = fitted_size(image.shape[0], image.shape[1], visual.max_side)
+    photo = shrink_image(image, size)
+    label = caption(result.method)
     if style == "heatmap" and pixel_maps is not None:  # the method's own smooth map (gradcam)
-        return encode_png(render_map_overlay(image, pixel_maps[index]))
+        values = shrink_map(pixel_maps[index], size)
+        return encode_png(render_map_overlay(photo, values, visual=visual, caption=label))
     pixels = render_overlay(
-        image,
-        _given(segments),
+        photo,
+        shrink_segments(_given(segments), size),
         np.asarray(result.explanations[index].weights, np.float64),
         style,
         num_features=num_features,
         negative=negative,
         percentile=percentile,
+        visual=visual,
+        caption=label,
     )
     return encode_png(pixels)
 
@@ -102,8 +118,11 @@ def hierarchy_maps(result: ExplanationResult, segments: np.ndarray) -> np.ndarra
     return level_maps(_weights(result, np.float64), children, segments)
 
 
-def npy(array: np.ndarray) -> bytes:
-    """An array's float32 values in NumPy's .npy format (no pickles)."""
+def npy(array: np.ndarray, dtype: str = "float32") -> bytes:
+    """An array's values as `dtype` (float32, or float16) in NumPy's .npy format (no
+    pickles)."""
+    if dtype not in ("float32", "float16"):
+        raise ValueError(f"dtype must be float32 or float16, not {dtype!r}")
     buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(array, np.float32), allow_pickle=False)
+    np.save(buf, np.ascontiguousarray(array, dtype), allow_pickle=False)
     return buf.getvalue()

@@ -264,18 +264,70 @@ class GlimpseClient:
 
     # --- artifacts ------------------------------------------------------------------------
     def overlay(
-        self, job_id: str, *, class_index: int | None = None, style: str = "heatmap", **options: Any
+        self,
+        job_id: str,
+        *,
+        class_index: int | None = None,
+        style: str = "heatmap",
+        polarity: str | None = None,
+        clip_upper: float | None = None,
+        clip_lower: float | None = None,
+        color_map: str | None = None,
+        overlay: str | None = None,
+        draw: str | None = None,
+        legend: bool | None = None,
+        max_side: int | None = None,
+        **options: Any,
     ) -> bytes:
-        query: dict[str, Any] = {"style": style, **options}
+        """overlay.png of one explained class (default the first) in `style`. The heatmap's
+        visualisation options (docs/api.md): polarity (positive|negative|both), clip_upper and
+        clip_lower (percentiles of |attribution|), color_map (red_blue|pink_green|viridis|
+        grays|red_transparent_blue), overlay (the base: muted|original|grayscale|mask_black|
+        none), draw (pixels|outlines), legend, max_side (every style). None: the server's
+        default. Other `options` (num_features, negative, percentile) go as they are."""
+        visual = {
+            "polarity": polarity,
+            "clip_upper": clip_upper,
+            "clip_lower": clip_lower,
+            "color_map": color_map,
+            "overlay": overlay,
+            "draw": draw,
+            "legend": legend,
+            "max_side": max_side,
+        }
+        query: dict[str, Any] = {"style": style, **_given(visual), **options}
         if class_index is not None:
             query["class_index"] = class_index
-        query = {k: str(v).lower() if isinstance(v, bool) else v for k, v in query.items()}
-        url = f"/v1/explanations/{job_id}/overlay.png"
-        return self._check(self._http.get(url, params=query)).content
+        return self._png(f"/v1/explanations/{job_id}/overlay.png", query)
 
-    def attribution(self, job_id: str) -> np.ndarray:
-        """float32 [K, H, W]: one map per explained class."""
-        data = self._check(self._http.get(f"/v1/explanations/{job_id}/attribution.npy")).content
+    def figure(
+        self,
+        job_id: str,
+        *,
+        polarity: str | None = None,
+        clip_upper: float | None = None,
+        clip_lower: float | None = None,
+        color_map: str | None = None,
+        max_side: int | None = None,
+    ) -> bytes:
+        """figure.png: the photo and every explained class side by side, one colour bar."""
+        visual = {
+            "polarity": polarity,
+            "clip_upper": clip_upper,
+            "clip_lower": clip_lower,
+            "color_map": color_map,
+            "max_side": max_side,
+        }
+        return self._png(f"/v1/explanations/{job_id}/figure.png", _given(visual))
+
+    def attribution(
+        self, job_id: str, *, dtype: str | None = None, max_side: int | None = None
+    ) -> np.ndarray:
+        """float32 [K, H, W]: one map per explained class (float16 with dtype="float16";
+        area-averaged to a longer side of at most max_side)."""
+        query = _given({"dtype": dtype, "max_side": max_side})
+        url = f"/v1/explanations/{job_id}/attribution.npy"
+        data = self._check(self._http.get(url, params=query)).content
         return np.load(io.BytesIO(data), allow_pickle=False)
 
     def segments(self, job_id: str) -> np.ndarray:
@@ -290,6 +342,10 @@ class GlimpseClient:
         return self._json(self._http.get("/v1/models"))
 
     # --- plumbing -------------------------------------------------------------------------
+    def _png(self, url: str, query: dict[str, Any]) -> bytes:
+        query = {k: str(v).lower() if isinstance(v, bool) else v for k, v in query.items()}
+        return self._check(self._http.get(url, params=query)).content
+
     def _json(self, response: httpx.Response) -> Any:
         return self._check(response).json()
 
@@ -314,6 +370,11 @@ class GlimpseClient:
             retry = response.headers.get("retry-after")
             error.retry_after = float(retry) if retry and retry.isdigit() else None
         raise error
+
+
+def _given(options: dict[str, Any]) -> dict[str, Any]:
+    """The options that were given (not None)."""
+    return {k: v for k, v in options.items() if v is not None}
 
 
 def _image_bytes(image: ImageLike) -> tuple[str, bytes]:

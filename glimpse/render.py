@@ -1,7 +1,9 @@
 """Overlays of superpixel weights on the photo (docs/api.md: heatmap, boundaries, highlight)
 and the class grid figure (every explained class side by side, as shap's image_plot).
 
-NumPy, and Pillow to draw the figure's text: the API renders on demand from the stored
+The heatmap and the figure are drawn as glimpse/visual.py's options say (polarity, clip
+percentiles, colour map, overlay base, pixels or outlines, legend). NumPy, and Pillow to
+draw the figure's text: the API renders on demand from the stored
 segments and weights (or per-pixel maps), the CLI and the worker from the engine's arrays.
 """
 
@@ -10,7 +12,21 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
+
+from glimpse.colormaps import COLOR_MAPS
+from glimpse.legend import BAR_HEIGHT, draw_bar, draw_legend
+from glimpse.shrink import shrink_image, shrink_map
+from glimpse.text import draw_text, fit, font
+from glimpse.visual import (
+    OPACITY,
+    Visual,
+    composite,
+    paint,
+    scale_of,
+    signed,
+    thick_boundaries,
+)
 
 Style = Literal["heatmap", "boundaries", "highlight"]
 STYLES: tuple[str, ...] = ("heatmap", "boundaries", "highlight")
@@ -34,37 +50,15 @@ def caption(method: str) -> str:
     return CAPTIONS.get(method, "attribution")
 
 
-# A diverging blue-white-red ramp (ColorBrewer RdBu, reversed: negative blue, positive red).
-_RAMP = np.array(
-    [
-        [5, 48, 97],
-        [33, 102, 172],
-        [67, 147, 195],
-        [146, 197, 222],
-        [209, 229, 240],
-        [247, 247, 247],
-        [253, 219, 199],
-        [244, 165, 130],
-        [214, 96, 77],
-        [178, 24, 43],
-        [103, 0, 31],
-    ],
-    dtype=np.float32,
-)
-
-
 def attribution_map(weights: np.ndarray, segments: np.ndarray) -> np.ndarray:
     """weights: (k, m); segments: (H, W) ids < m -> (k, H, W) float32."""
     return np.asarray(weights, np.float32)[:, segments]
 
 
 def diverging_colors(values: np.ndarray) -> np.ndarray:
-    """values in [-1, 1] (any shape) -> RGB float32 0..255 of shape values.shape + (3,)."""
-    pos = (np.clip(values, -1, 1) + 1) / 2 * (len(_RAMP) - 1)
-    lo = np.floor(pos).astype(np.intp)
-    hi = np.minimum(lo + 1, len(_RAMP) - 1)
-    frac = (pos - lo)[..., None]
-    return _RAMP[lo] * (1 - frac) + _RAMP[hi] * frac
+    """values in [-1, 1] (any shape) -> RGB float32 0..255 of shape values.shape + (3,): the
+    heatmap's default map (glimpse/colormaps.py `red_blue`)."""
+    return COLOR_MAPS["red_blue"].colors(values)
 
 
 def render_overlay(
@@ -76,17 +70,18 @@ def render_overlay(
     num_features: int = 5,
     negative: bool = False,
     percentile: float = 95.0,
-    opacity: float = 0.55,
+    opacity: float = OPACITY,
+    visual: Visual | None = None,
+    caption: str = "attribution",
 ) -> np.ndarray:
-    """image: (H, W, 3) uint8; segments: (H, W) ids; weights: (m,) -> (H, W, 3) uint8."""
+    """image: (H, W, 3) uint8; segments: (H, W) ids; weights: (m,) -> (H, W, 3) uint8.
+    The heatmap is drawn as `visual` says (glimpse/visual.py; `caption` labels its legend);
+    boundaries and highlight are lime's pictures and read only their own options."""
     weights = np.asarray(weights, np.float64)
     photo = image.astype(np.float32)
     if style == "heatmap":
-        scale = float(np.abs(weights).max()) or 1.0
-        colors = diverging_colors((weights / scale).astype(np.float32))[segments]
-        gray = photo.mean(axis=2, keepdims=True) * 0.6 + photo * 0.4
-        out = gray * (1 - opacity) + colors * opacity
-    elif style == "boundaries":
+        return _heatmap(image, weights, visual or Visual(), caption, opacity, segments)
+    if style == "boundaries":
         out = photo.copy()
         order = np.argsort(-weights, kind="stable")
         positive = order[:num_features][weights[order[:num_features]] > 0]
@@ -115,45 +110,53 @@ def _outline(canvas: np.ndarray, mask: np.ndarray, rgb: tuple[int, int, int]) ->
     canvas[thick_boundaries(mask)] = np.asarray(rgb, np.float32)
 
 
-def thick_boundaries(mask: np.ndarray) -> np.ndarray:
-    """mask (H, W) bool -> (H, W) bool: the pixels whose 4-neighbourhood holds both values,
-    as skimage's find_boundaries(mask, mode="thick") (the image's edge extends itself).
-    Written here so the API renders overlays without scikit-image and SciPy."""
-    m = np.asarray(mask, bool)
-    p = np.pad(m, 1, mode="edge")
-    around = (p[:-2, 1:-1], p[2:, 1:-1], p[1:-1, :-2], p[1:-1, 2:])
-    anyone = m | around[0] | around[1] | around[2] | around[3]
-    everyone = m & around[0] & around[1] & around[2] & around[3]
-    return anyone & ~everyone
+def _heatmap(
+    image: np.ndarray,
+    values: np.ndarray,
+    visual: Visual,
+    caption: str,
+    opacity: float,
+    segments: np.ndarray | None = None,
+) -> np.ndarray:
+    painted, scale = paint(image, values, visual, segments=segments, opacity=opacity)
+    out = np.clip(painted + 0.5, 0, 255).astype(np.uint8)
+    if visual.legend:
+        out = draw_legend(out, visual.cmap(), visual.polarity, scale.high, caption)
+    return out
 
 
 # --- per-pixel maps and the class grid figure -------------------------------------------------
 def render_map_overlay(
-    image: np.ndarray, values: np.ndarray, *, opacity: float = 0.55
+    image: np.ndarray,
+    values: np.ndarray,
+    *,
+    opacity: float = OPACITY,
+    visual: Visual | None = None,
+    caption: str = "attribution",
 ) -> np.ndarray:
     """The heatmap style for a per-pixel map: image (H, W, 3) uint8, values (H, W) ->
-    (H, W, 3) uint8 (same colours as render_overlay's heatmap)."""
+    (H, W, 3) uint8 (drawn as render_overlay's heatmap)."""
     values = np.asarray(values, np.float64)
-    photo = image.astype(np.float32)
-    scale = float(np.abs(values).max()) or 1.0
-    colors = diverging_colors((values / scale).astype(np.float32))
-    gray = photo.mean(axis=2, keepdims=True) * 0.6 + photo * 0.4
-    out = gray * (1 - opacity) + colors * opacity
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    return _heatmap(image, values, visual or Visual(), caption, opacity)
 
 
-# shap's red_transparent_blue: positive red, negative blue, zero transparent.
-_POSITIVE = np.array([255, 13, 87], np.float32)
-_NEGATIVE = np.array([30, 136, 229], np.float32)
-_INK = (40, 40, 40)
+_MARGIN, _TITLE_H, _BAR_TEXT = 10, 38, 34
 
 
-def _signed_colors(values: np.ndarray, scale: float, under: np.ndarray) -> np.ndarray:
-    """values (H, W) over `under` (H, W, 3) float: colour ∝ sign, opacity ∝ |value| / scale."""
-    v = np.clip(np.asarray(values, np.float32) / scale, -1, 1)[..., None]
-    tint = np.where(v >= 0, _POSITIVE, _NEGATIVE)
-    alpha = np.abs(v)
-    return under * (1 - alpha) + tint * alpha
+def _panel_size(
+    height: int, width: int, k: int, panel_height: int, max_side: int | None
+) -> tuple[int, int]:
+    """A panel's (height, width): the photo's, shrunk to panel_height, and so that the whole
+    figure (k + 1 panels side by side, titles and colour bar) fits in max_side."""
+    factor = min(1.0, panel_height / height) if height > panel_height else 1.0
+    size = max(1, round(height * factor)), max(1, round(width * factor))
+    if max_side is not None:
+        across = ((max_side - _MARGIN) / (k + 1) - _MARGIN) / width
+        down = (max_side - 2 * _MARGIN - _TITLE_H - BAR_HEIGHT - _BAR_TEXT) / height
+        if min(across, down) < factor:  # rounded down: the figure must fit
+            fit = min(across, down)
+            size = max(1, int(height * fit)), max(1, int(width * fit))
+    return size
 
 
 def render_figure(
@@ -163,66 +166,50 @@ def render_figure(
     *,
     panel_height: int = 300,
     caption: str = "attribution",
+    visual: Visual | None = None,
 ) -> np.ndarray:
     """shap's image_plot as one picture: the image, then one panel per explained class
-    (maps (k, H, W), titles[i] its label and probability), on one colour scale (the 99.9th
-    percentile of |values|, as shap) shown by a colour bar. -> (h, w, 3) uint8."""
+    (maps (k, H, W), titles[i] its label and probability), on one colour scale (by default
+    the 99.9th percentile of |values|, as shap, of the maps at their own size) shown by a
+    colour bar. `visual`: polarity, clip percentiles, colour map (default shap's
+    red_transparent_blue) and max_side (the figure's longer side). -> (h, w, 3) uint8."""
+    visual = visual or Visual()
+    cmap = visual.cmap(figure=True)
     maps = np.asarray(maps, np.float32)
     height, width = image.shape[:2]
-    factor = min(1.0, panel_height / height) if height > panel_height else 1.0
-    ph, pw = max(1, round(height * factor)), max(1, round(width * factor))
-    font = ImageFont.load_default(size=13)
-    small = ImageFont.load_default(size=11)
-    margin, title_h, bar_h, bar_text = 10, 38, 12, 34
     k = len(maps)
-    canvas_w = margin + (k + 1) * (pw + margin)
-    canvas_h = margin + title_h + ph + margin + bar_h + bar_text
+    ph, pw = _panel_size(height, width, k, panel_height, visual.max_side)
+    shrunk = (ph, pw) != (height, width)
+    big, small = font(13), font(11)
+    canvas_w = _MARGIN + (k + 1) * (pw + _MARGIN)
+    canvas_h = _MARGIN + _TITLE_H + ph + _MARGIN + BAR_HEIGHT + _BAR_TEXT
     canvas = Image.new("RGB", (canvas_w, canvas_h), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
 
     def panel(pixels: np.ndarray) -> Image.Image:
-        img = Image.fromarray(np.clip(pixels + 0.5, 0, 255).astype(np.uint8))
-        return img.resize((pw, ph), Image.Resampling.BILINEAR) if factor != 1.0 else img
+        return Image.fromarray(np.clip(pixels + 0.5, 0, 255).astype(np.uint8))
 
-    def fit(text: str, limit: int, face: ImageFont.FreeTypeFont | ImageFont.ImageFont) -> str:
-        while text and draw.textlength(text, font=face) > limit:
-            text = text[:-2] + "…" if len(text) > 2 else ""
-        return text
-
-    top = margin + title_h
-    canvas.paste(panel(image.astype(np.float32)), (margin, top))
-    draw.text((margin, margin), fit("image", pw, font), fill=_INK, font=font)
-    finite = np.abs(maps[np.isfinite(maps)])
-    scale = float(np.percentile(finite, 99.9)) if finite.size else 0.0
-    scale = scale or float(finite.max(initial=0.0)) or 1.0
-    gray = image.astype(np.float32).mean(axis=2, keepdims=True)
+    scale = scale_of(maps, visual, figure=True)  # at the maps' own size, as shap
+    photo = shrink_image(image, (ph, pw)) if shrunk else image  # drawn at panel size
+    top = _MARGIN + _TITLE_H
+    canvas.paste(panel(photo.astype(np.float32)), (_MARGIN, top))
+    draw_text(draw, (_MARGIN, _MARGIN), fit(draw, "image", pw, big), big)
+    gray = photo.astype(np.float32).mean(axis=2, keepdims=True)
     under = 255 - (255 - gray) * 0.3  # the photo, faint, as shap draws it under the values
     under = np.repeat(under, 3, axis=2)
+    opacity = 1.0 if cmap.transparent else OPACITY
     for i in range(k):
-        left = margin + (i + 1) * (pw + margin)
-        canvas.paste(panel(_signed_colors(maps[i], scale, under)), (left, top))
+        left = _MARGIN + (i + 1) * (pw + _MARGIN)
+        values = shrink_map(maps[i], (ph, pw)) if shrunk else maps[i]
+        v, shown = signed(values, visual.polarity, scale)
+        canvas.paste(panel(composite(under, v, shown, cmap, opacity)), (left, top))
         lines = (titles[i] if i < len(titles) else "").split("\n")
         for j, line in enumerate(lines[:2]):
-            face = font if j == 0 else small
-            draw.text((left, margin + j * 17), fit(line, pw, face), fill=_INK, font=face)
+            face = big if j == 0 else small
+            draw_text(draw, (left, _MARGIN + j * 17), fit(draw, line, pw, face), face)
 
     # The colour bar under the class panels: -scale (blue) .. 0 (white) .. +scale (red).
-    bar_left = margin + pw + margin
-    bar_w = max(k * (pw + margin) - margin, 1)
-    bar_top = top + ph + margin
-    ramp = np.linspace(-1, 1, bar_w, dtype=np.float32)[None, :].repeat(bar_h, 0)
-    white = np.full((bar_h, bar_w, 3), 255, np.float32)
-    bar = _signed_colors(ramp, 1.0, white)
-    canvas.paste(Image.fromarray(np.clip(bar + 0.5, 0, 255).astype(np.uint8)), (bar_left, bar_top))
-    draw.rectangle(
-        (bar_left, bar_top, bar_left + bar_w - 1, bar_top + bar_h - 1), outline=(160, 160, 160)
-    )
-    text_y = bar_top + bar_h + 3
-    for pos, value in ((0.0, -scale), (0.5, 0.0), (1.0, scale)):
-        label = f"{value:+.3g}" if value else "0"
-        w = draw.textlength(label, font=small)
-        x = bar_left + pos * (bar_w - 1) - w * pos
-        draw.text((x, text_y), label, fill=_INK, font=small)
-    cw = draw.textlength(caption, font=small)
-    draw.text((bar_left + (bar_w - cw) / 2, text_y + 15), caption, fill=_INK, font=small)
+    bar_w = max(k * (pw + _MARGIN) - _MARGIN, 1)
+    bar_xy = (_MARGIN + pw + _MARGIN, top + ph + _MARGIN)
+    draw_bar(canvas, bar_xy, bar_w, cmap, visual.polarity, scale.high, caption, small)
     return np.asarray(canvas)

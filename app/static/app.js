@@ -164,9 +164,24 @@ async function poll() {
   setTimeout(poll, 300);
 }
 
+// The heatmap's visualisation options (docs/api.md); each is sent only when it is not the
+// server's default, so the default overlay keeps its URL (and its cached rendering).
+const VISUAL = [
+  ["polarity", "polarity", "both"],
+  ["color_map", "color-map", "red_blue"],
+  ["overlay", "overlay-base", ""],
+  ["draw", "draw", "pixels"],
+  ["max_side", "max-side", ""],
+];
+
 function overlayUrl(classIndex) {
   const style = document.querySelector("input[name=style]:checked").value;
-  return `/v1/explanations/${job.id}/overlay.png?class_index=${classIndex}&style=${style}`;
+  const query = new URLSearchParams({ class_index: classIndex, style });
+  for (const [name, id, fallback] of VISUAL) {
+    if ($(id).value !== fallback) query.set(name, $(id).value);
+  }
+  if ($("legend").checked) query.set("legend", "true");
+  return `/v1/explanations/${job.id}/overlay.png?${query}`;
 }
 
 function showResult() {
@@ -234,6 +249,8 @@ document.addEventListener("DOMContentLoaded", () => {
   for (const radio of document.querySelectorAll("input[name=style]")) {
     radio.addEventListener("change", refreshOverlays);
   }
+  for (const [, id] of VISUAL) $(id).addEventListener("change", refreshOverlays);
+  $("legend").addEventListener("change", refreshOverlays);
   $("opacity").addEventListener("input", () => {
     for (const img of document.querySelectorAll("img.overlay")) img.style.opacity = $("opacity").value;
   });

@@ -2,7 +2,8 @@
 
 Writes DIR/result.json (the `result` object of docs/api.md), DIR/attribution.npy (float32
 [K, H, W]), DIR/segments.png (16-bit superpixel ids), DIR/overlay-<class_index>.png,
-DIR/figure.png (every explained class side by side) and, for partition_shap,
+DIR/figure.png (every explained class side by side; both drawn as the visualisation flags
+of cli/commands/explain_visual.py say) and, for partition_shap,
 DIR/hierarchy.npy (float32 [K, L, H, W], the split tree's coarse-to-fine maps).
 """
 
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cli.commands import explain_visual
 from cli.commands.explain_params import (
     SEGMENTATIONS,
     naming_the_option,
@@ -122,6 +124,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="preprocessing preset for an .onnx --model (imagenet, imagenet-squash)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    explain_visual.register(p)
     p.set_defaults(run=run)
 
 
@@ -188,6 +191,7 @@ def run(args: argparse.Namespace) -> int:
     if not image_path.is_file():
         raise NotFound(f"no such image file: {image_path}")
     params = params_from_args(args, None)
+    visual = explain_visual.visual_from_args(args)
     try:
         data = image_path.read_bytes()
     except OSError as exc:
@@ -223,9 +227,12 @@ def run(args: argparse.Namespace) -> int:
         (out / "attribution.npy").write_bytes(artifacts.npy(maps))
         (out / "segments.png").write_bytes(explained.segments_png())
         for k, e in enumerate(result.explanations):
-            overlay = artifacts.overlay_png(image.pixels, result, segments, pixel_maps, index=k)
+            overlay = artifacts.overlay_png(
+                image.pixels, result, segments, pixel_maps, index=k, visual=visual
+            )
             (out / f"overlay-{e.class_index}.png").write_bytes(overlay)
-        (out / "figure.png").write_bytes(artifacts.figure_png(image.pixels, result, maps))
+        figure = artifacts.figure_png(image.pixels, result, maps, visual)
+        (out / "figure.png").write_bytes(figure)
         if result.hierarchy is not None:
             levels = artifacts.hierarchy_maps(result, segments)
             (out / "hierarchy.npy").write_bytes(artifacts.npy(levels))

@@ -57,6 +57,10 @@ def test_models_lists_the_cards(client: httpx.Client) -> None:
         "providers": ["CPUExecutionProvider"],  # as the live worker reports it
         "devices": ["cpu"],
         "notes": [],
+        "methods": [
+            *("lime", "kernel_shap", "partition_shap", "gradcam", "occlusion"),
+            *("integrated_gradients", "xrai"),
+        ],
     }
     assert models[BROKEN_MODEL]["default"] is False
 

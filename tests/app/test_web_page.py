@@ -84,6 +84,49 @@ def test_upload_progress_and_overlay(page: Page, chelsea_png: bytes, tmp_path: P
     assert shot.stat().st_size > 10_000
 
 
+def overlay_loaded(page: Page, width: int = 451) -> None:
+    page.wait_for_function(
+        "w => { const o = document.querySelector('img.overlay');"
+        " return o && o.complete && o.naturalWidth === w; }",
+        arg=width,
+    )
+
+
+@pytest.mark.parametrize(
+    ("control", "value", "sent"),
+    [
+        ("#polarity", "positive", "polarity=positive"),
+        ("#color-map", "viridis", "color_map=viridis"),
+        ("#overlay-base", "grayscale", "overlay=grayscale"),
+        ("#draw", "outlines", "draw=outlines"),
+        ("#max-side", "256", "max_side=256"),
+        ("#legend", True, "legend=true"),
+    ],
+)
+def test_each_visualisation_control_redraws_the_overlay(
+    page: Page, chelsea_png: bytes, tmp_path: Path, control: str, value: object, sent: str
+) -> None:
+    png = tmp_path / "chelsea.png"
+    png.write_bytes(chelsea_png)
+    explain_chelsea(page, png)
+    overlay_loaded(page)
+    before = page.get_attribute("img.overlay", "src")
+    assert "?class_index=" in before and sent.split("=")[0] + "=" not in before
+    if value is True:
+        page.check(control)
+    else:
+        page.select_option(control, str(value))
+    after = page.get_attribute("img.overlay", "src")
+    assert sent in after and after != before
+    overlay_loaded(page, 256 if control == "#max-side" else 451)  # the server drew it
+    # back to the default: the overlay's URL is the default's again
+    if value is True:
+        page.uncheck(control)
+    else:
+        page.select_option(control, index=0)
+    assert page.get_attribute("img.overlay", "src") == before
+
+
 def test_an_auto_budget_is_sent_with_its_cap(
     page: Page, chelsea_png: bytes, tmp_path: Path
 ) -> None:
@@ -129,7 +172,8 @@ def test_the_page_fits_a_phone(page: Page) -> None:
     assert width <= 390
     controls = (
         *("#model", "#method", "#top-k", "#samples", "#auto-samples", "#api-key", "#steps"),
-        *("#opacity", "#drop-zone"),
+        *("#opacity", "#drop-zone", "#polarity", "#color-map", "#overlay-base", "#draw"),
+        *("#max-side", "#legend"),
     )
     for control in controls:
         label = page.get_attribute(control, "aria-label")

@@ -13,10 +13,13 @@ import numpy as np
 import pytest
 import skimage.data
 from onnx_models import region_model
+from PIL import Image
 
 from cli.main import main
-from glimpse.images import decode_segments_png, encode_png
+from glimpse import artifacts
+from glimpse.images import decode_image, decode_segments_png, encode_png
 from glimpse.result import ExplanationResult
+from glimpse.visual import Visual
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -287,4 +290,50 @@ def test_what_the_api_refuses_at_submit_the_cli_refuses_before_loading_the_model
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1, captured.err
     assert lines[0].startswith("glimpse: invalid parameters: ") and needle in lines[0], lines[0]
+    assert not (tmp_path / "o").exists()
+
+
+def test_visualisation_flags_draw_the_overlays_and_the_figure(
+    settings_env, chelsea_file: Path, tmp_path: Path
+) -> None:
+    plain, drawn = tmp_path / "plain", tmp_path / "drawn"
+    argv = ["explain", str(chelsea_file), "--samples", "60", "--quiet", "--top-k", "2"]
+    assert main([*argv, "--out", str(plain)]) == 0
+    flags = ["--polarity", "positive", "--color-map", "viridis", "--overlay", "grayscale"]
+    flags += ["--clip", "10,99", "--draw", "outlines", "--legend", "--max-side", "200"]
+    assert main([*argv, *flags, "--out", str(drawn)]) == 0
+    result = check_outputs(drawn, "lime", 2)  # attribution.npy as ever: float32, full size
+    for e in result.explanations:
+        with Image.open(drawn / f"overlay-{e.class_index}.png") as img:
+            assert img.size == (200, 133)
+        with Image.open(plain / f"overlay-{e.class_index}.png") as img:
+            assert img.size == (451, 300)
+    with Image.open(drawn / "figure.png") as img:
+        assert max(img.size) <= 200
+    # the same drawing as the API's overlay.png with the same options
+    visual = Visual("positive", 99, 10, "viridis", "grayscale", "outlines", True, 200)
+    segments = decode_segments_png((drawn / "segments.png").read_bytes())
+    image = decode_image(chelsea_file.read_bytes(), max_pixels=10**8).pixels
+    again = artifacts.overlay_png(image, result, segments, None, index=1, visual=visual)
+    assert (drawn / f"overlay-{result.explanations[1].class_index}.png").read_bytes() == again
+
+
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [
+        (["--clip", "70,60"], "--clip: LOWER must be below"),
+        (["--clip", "99.95,"], "--clip: '99.95,' is not LOWER,UPPER"),
+        (["--clip", "200"], "--clip: UPPER must be within 0..100"),
+        (["--draw", "outlines", "--clip", "50"], "--clip: LOWER must be below UPPER (50)"),
+        (["--max-side", "4"], "--max-side: must be at least 16"),
+    ],
+)
+def test_bad_visualisation_flags_are_one_line_before_the_model_loads(
+    settings_env, tmp_path: Path, capsys: pytest.CaptureFixture[str], flags, needle
+) -> None:
+    image = tmp_path / "ok.png"
+    image.write_bytes(encode_png(np.zeros((36, 40, 3), np.uint8)))
+    code = main(["explain", str(image), *flags, "--out", str(tmp_path / "o"), "--quiet"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and needle in lines[0], lines
     assert not (tmp_path / "o").exists()

@@ -12,6 +12,7 @@ from glimpse import artifacts
 from glimpse.images import encode_png
 from glimpse.render import caption, render_map_overlay, render_overlay
 from glimpse.result import ExplanationResult
+from glimpse.visual import Visual
 
 SEGMENTS = (np.arange(40)[:, None] // 10 * 6 + np.arange(60)[None, :] // 10).astype(np.int32)
 IMAGE = np.full((40, 60, 3), 100, np.uint8)
@@ -88,3 +89,25 @@ def test_hierarchy_maps_end_with_the_attribution_and_npy_is_float32() -> None:
     assert loaded.dtype == np.float32 and (loaded == levels).all()
     with pytest.raises(ValueError, match="no hierarchy"):
         artifacts.hierarchy_maps(result(), SEGMENTS)
+
+
+def test_visual_options_reach_the_overlay_and_the_figure() -> None:
+    r = result("kernel_shap")
+    visual = Visual(polarity="positive", color_map="viridis", legend=True)
+    drawn = artifacts.overlay_png(IMAGE, r, SEGMENTS, None, index=1, visual=visual)
+    expected = render_overlay(IMAGE, SEGMENTS, WEIGHTS[1], visual=visual, caption="SHAP value")
+    assert drawn == encode_png(expected)
+    maps = artifacts.attribution_maps(r, SEGMENTS, None)
+    assert artifacts.figure_png(IMAGE, r, maps, Visual()) == artifacts.figure_png(IMAGE, r, maps)
+    assert artifacts.figure_png(IMAGE, r, maps, visual) != artifacts.figure_png(IMAGE, r, maps)
+    grid = artifacts.overlay_png(IMAGE, r, SEGMENTS, None, style="grid", visual=visual)
+    assert grid == artifacts.figure_png(IMAGE, r, maps, visual)
+
+
+def test_npy_as_float16() -> None:
+    maps = artifacts.attribution_maps(result(), SEGMENTS, None)
+    half = np.load(io.BytesIO(artifacts.npy(maps, "float16")), allow_pickle=False)
+    assert half.dtype == np.float16 and half.shape == maps.shape
+    np.testing.assert_allclose(half, maps, rtol=1e-3)
+    with pytest.raises(ValueError, match="float32 or float16"):
+        artifacts.npy(maps, "float64")

@@ -63,6 +63,34 @@ def test_artifacts_as_arrays(glimpse, chelsea) -> None:
     assert glimpse.overlay(job.id, style="boundaries", negative=True).startswith(b"\x89PNG")
 
 
+def test_visualisation_options_as_keyword_arguments(glimpse, chelsea) -> None:
+    job = glimpse.wait(glimpse.submit(chelsea, seed=11, **FAST))
+    plain = glimpse.overlay(job.id)
+    assert glimpse.overlay(job.id, polarity="both", legend=False, clip_upper=100) == plain
+    small = glimpse.overlay(
+        job.id,
+        polarity="positive",
+        clip_lower=50,
+        clip_upper=99,
+        color_map="viridis",
+        overlay="grayscale",
+        draw="outlines",
+        legend=True,
+        max_side=120,
+    )
+    with Image.open(io.BytesIO(small)) as img:
+        assert img.size == (120, 80)
+    figure = glimpse.figure(job.id, color_map="pink_green", max_side=300)
+    with Image.open(io.BytesIO(figure)) as img:
+        assert max(img.size) <= 300
+    assert glimpse.figure(job.id).startswith(b"\x89PNG")
+    half = glimpse.attribution(job.id, dtype="float16", max_side=90)
+    assert half.dtype == np.float16 and half.shape == (1, 60, 90)
+    with pytest.raises(InvalidParamsError) as invalid:
+        glimpse.overlay(job.id, clip_lower=80, clip_upper=20)
+    assert invalid.value.errors[0]["loc"] == ["query", "clip_lower"]
+
+
 def test_submit_takes_a_path_or_bytes(glimpse, chelsea_png: bytes, tmp_path: Path) -> None:
     path = tmp_path / "cat.png"
     path.write_bytes(chelsea_png)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from glimpse.render import render_figure, render_map_overlay
+from glimpse.visual import Visual
 
 
 def test_figure_has_the_image_then_one_panel_per_class_and_a_colour_bar() -> None:
@@ -38,3 +39,18 @@ def test_map_overlay_matches_the_image_size() -> None:
     values = np.linspace(-1, 1, 600).reshape(20, 30)
     out = render_map_overlay(image, values)
     assert out.shape == (20, 30, 3) and out[0, 0, 2] > out[0, 0, 0]
+
+
+def test_figure_polarity_and_colour_map() -> None:
+    image = np.full((60, 80, 3), 128, np.uint8)
+    maps = np.zeros((1, 60, 80), np.float32)
+    maps[0, :, :40], maps[0, :, 40:] = 1.0, -1.0
+    top, left = 10 + 38, 100
+    out = render_figure(image, maps, ["cat"], visual=Visual(polarity="positive"))
+    panel = out[top : top + 60, left : left + 80].astype(int)
+    faint = round(255 - (255 - 128) * 0.3)
+    assert (panel[:, 40:] == faint).all()  # the negative half: the faint photo, uncoloured
+    assert (panel[:, :40] == (255, 13, 87)).all()  # the positive half: shap's red, opaque
+    viridis = render_figure(image, maps, ["cat"], visual=Visual(color_map="viridis"))
+    panel = viridis[top : top + 60, left : left + 80].astype(int)
+    np.testing.assert_array_equal(panel[:, :40], panel[:, 40:])  # magnitudes: both alike

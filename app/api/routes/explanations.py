@@ -10,6 +10,13 @@ from fastapi.responses import JSONResponse
 
 from app import artifacts, submissions
 from app.api.deps import QueueDep, RegistryDep, SettingsDep, StoreDep
+from app.api.visual import (
+    DtypeQuery,
+    FigureVisualDep,
+    MapMaxSideQuery,
+    OverlayVisualDep,
+    checked,
+)
 from app.auth import OwnerDep, VisibleJobId, authenticate
 from app.openapi_docs import (
     ARTIFACT_ERRORS,
@@ -121,6 +128,11 @@ def get_segments(job_id: JobId, store: StoreDep) -> Response:
     "/{job_id}/attribution.npy",
     response_class=Response,
     summary="Attribution maps: float32 [K, H, W] in NumPy .npy format",
+    description=(
+        "One map per explained class, at the original size, float32, unless asked otherwise: "
+        "`dtype=float16` halves the bytes; `max_side=N` area-averages each map to a size "
+        "whose longer side is at most N (each value the mean of the pixels it covers)."
+    ),
     responses={
         200: {
             "content": {"application/octet-stream": {}},
@@ -129,9 +141,14 @@ def get_segments(job_id: JobId, store: StoreDep) -> Response:
         **problem_responses(ARTIFACT_ERRORS),
     },
 )
-def get_attribution(job_id: JobId, store: StoreDep) -> Response:
+def get_attribution(
+    job_id: JobId,
+    store: StoreDep,
+    dtype: DtypeQuery = "float32",
+    max_side: MapMaxSideQuery = None,
+) -> Response:
     return Response(
-        artifacts.attribution_npy(store, job_id),
+        artifacts.attribution_npy(store, job_id, dtype=dtype, max_side=max_side),
         media_type="application/octet-stream",
         headers={"Content-Disposition": f'attachment; filename="{job_id}-attribution.npy"'},
     )
@@ -141,6 +158,15 @@ def get_attribution(job_id: JobId, store: StoreDep) -> Response:
     "/{job_id}/overlay.png",
     response_class=Response,
     summary="The explanation drawn over the photo, at the original size",
+    description=(
+        "`style` picks the picture; the heatmap is drawn as its visualisation options say "
+        "(modelled on Vertex AI's): `polarity` (the signs coloured), `clip_upper`/"
+        "`clip_lower` (percentiles of |attribution|: full strength at the upper, nothing "
+        "shown below the lower), `color_map`, `overlay` (the base under the colours), `draw` "
+        "(pixels or outlines) and `legend` (a colour bar). `max_side` applies to every style: "
+        "the photo and maps are shrunk to it first, then drawn. With every option at its "
+        "default the heatmap is drawn as before they existed. Each rendering is kept with the job."
+    ),
     responses={
         200: {"content": {"image/png": {}}, "description": "the rendered overlay"},
         **problem_responses(ARTIFACT_ERRORS),
@@ -150,6 +176,7 @@ def get_overlay(
     job_id: JobId,
     store: StoreDep,
     settings: SettingsDep,
+    visual: OverlayVisualDep,
     class_index: Annotated[
         int | None,
         Query(ge=0, description="an explained class; default: the first in `explanations`"),
@@ -171,6 +198,8 @@ def get_overlay(
         float, Query(ge=0, le=100, description="highlight: tint superpixels above this percentile")
     ] = 95.0,
 ) -> Response:
+    if style == "grid":  # the figure's defaults
+        checked(visual, figure=True)
     png = artifacts.overlay_png(
         store,
         settings,
@@ -180,6 +209,7 @@ def get_overlay(
         negative=negative,
         num_features=num_features,
         percentile=percentile,
+        visual=visual,
     )
     return Response(png, media_type="image/png")
 
@@ -191,15 +221,20 @@ def get_overlay(
     description=(
         "As shap's `image_plot`: the photo, then one panel per class in `explanations` order, "
         "labelled with its name and probability, red for evidence for the class and blue "
-        "against, one colour bar for all (the 99.9th percentile of |attribution|)."
+        "against, one colour bar for all (the 99.9th percentile of |attribution|). Takes "
+        "`polarity`, `clip_upper` (99.9), `clip_lower` (0), `color_map` (shap's "
+        "`red_transparent_blue`) and `max_side` (the figure's longer side) as overlay.png."
     ),
     responses={
         200: {"content": {"image/png": {}}, "description": "the class grid figure"},
         **problem_responses(ARTIFACT_ERRORS),
     },
 )
-def get_figure(job_id: JobId, store: StoreDep, settings: SettingsDep) -> Response:
-    return Response(artifacts.figure_png(store, settings, job_id), media_type="image/png")
+def get_figure(
+    job_id: JobId, store: StoreDep, settings: SettingsDep, visual: FigureVisualDep
+) -> Response:
+    png = artifacts.figure_png(store, settings, job_id, visual)
+    return Response(png, media_type="image/png")
 
 
 @router.get(
