@@ -29,7 +29,7 @@ from glimpse.errors import InvalidParams
 from glimpse.params import IntegratedGradientsOptions
 from worker.engine.evaluate import Evaluator
 from worker.engine.perturb import background_image
-from worker.engine.prefix import Attribution, Prefix
+from worker.engine.prefix import Attribution, Prefix, Region
 from worker.runtime.base import GradientModel, GradientSource, Model
 
 #: Images per forward+backward pass at most: a backward pass keeps every activation.
@@ -130,13 +130,47 @@ def superpixel_sums(values: np.ndarray, labels: np.ndarray, m: int) -> np.ndarra
     return np.stack([np.bincount(flat, weights=v.reshape(-1), minlength=m) for v in values])
 
 
-def step(prefix: Prefix, segments: np.ndarray) -> Attribution:
-    """integrated_gradients: IG over the input, summed per superpixel of `segments`."""
+@dataclass(frozen=True)
+class Integration:
+    """What both gradient methods start from: IG over the input, on `segments`' evaluator."""
+
+    evaluate: Evaluator  # f(image), f(baseline) and every pass counted
+    f_empty: np.ndarray  # (k,) F(x′): the completeness check's other end
+    per_pixel: np.ndarray  # (k, h, w) IG summed over channels
+    labels: np.ndarray  # (h, w) the superpixel ids on the input grid
+    m: int  # superpixels
+    passes: int  # forward+backward passes
+
+    def attribution(
+        self,
+        prefix: Prefix,
+        segments: np.ndarray,
+        weights: np.ndarray,
+        maps: np.ndarray,
+        regions: tuple[tuple[Region, ...], ...] | None = None,
+    ) -> Attribution:
+        """weights (k, m) and per-pixel maps (k, h, w) on the input grid -> the step's result."""
+        return Attribution(
+            segments=segments,
+            weights=weights,
+            base_value=self.f_empty,
+            evaluate=self.evaluate,
+            f_empty=self.f_empty,
+            pixel_maps=np.stack([prefix.grid.map_to_original(p) for p in maps]),
+            attribution_sum=self.per_pixel.reshape(len(self.per_pixel), -1).sum(axis=1),
+            backward_passes=self.passes,
+            regions=regions,
+        )
+
+
+def integrate(prefix: Prefix, segments: np.ndarray) -> Integration:
+    """IG of the prefix's targets from params.background to the image (a 422 without
+    autodiff), counted on an evaluator over `segments`."""
     params = prefix.params
     model = gradient_model(prefix.model, params.method)
     evaluate = prefix.evaluator(segments)
     m = int(segments.max()) + 1
-    f_empty = evaluate(np.zeros((1, m), bool))[0]  # F(x′): the completeness check's other end
+    f_empty = evaluate(np.zeros((1, m), bool))[0]
     ig = integrated_gradients(
         model,
         prefix.x,
@@ -148,15 +182,18 @@ def step(prefix: Prefix, segments: np.ndarray) -> Attribution:
         seed=params.seed,
     )
     evaluate.finish()
-    per_pixel = ig.attributions.sum(axis=1)  # (k, h, w)
-    labels = prefix.grid.labels(segments)
-    return Attribution(
-        segments=segments,
-        weights=superpixel_sums(per_pixel, labels, m),
-        base_value=f_empty,
+    return Integration(
         evaluate=evaluate,
         f_empty=f_empty,
-        pixel_maps=np.stack([prefix.grid.map_to_original(p) for p in per_pixel]),
-        attribution_sum=ig.attributions.reshape(len(per_pixel), -1).sum(axis=1),
-        backward_passes=ig.passes,
+        per_pixel=ig.attributions.sum(axis=1),
+        labels=prefix.grid.labels(segments),
+        m=m,
+        passes=ig.passes,
     )
+
+
+def step(prefix: Prefix, segments: np.ndarray) -> Attribution:
+    """integrated_gradients: IG over the input, summed per superpixel of `segments`."""
+    run = integrate(prefix, segments)
+    weights = superpixel_sums(run.per_pixel, run.labels, run.m)
+    return run.attribution(prefix, segments, weights, run.per_pixel)

@@ -22,12 +22,7 @@ from scipy import sparse
 from skimage.morphology import disk
 from skimage.segmentation import felzenszwalb
 
-from worker.engine.integrated_gradients import (
-    baseline,
-    gradient_model,
-    integrated_gradients,
-    superpixel_sums,
-)
+from worker.engine.integrated_gradients import integrate, superpixel_sums
 from worker.engine.prefix import Attribution, Prefix, Region
 
 SIGMA = 0.8
@@ -99,36 +94,12 @@ def regions(attribution: np.ndarray, masks: sparse.csr_matrix) -> tuple[np.ndarr
 
 def step(prefix: Prefix, segments: np.ndarray) -> Attribution:
     """xrai: IG, then regions; a superpixel's weight is the mean XRAI value of its pixels."""
-    params = prefix.params
-    model = gradient_model(prefix.model, params.method)
-    evaluate = prefix.evaluator(segments)
-    m = int(segments.max()) + 1
-    f_empty = evaluate(np.zeros((1, m), bool))[0]
-    ig = integrated_gradients(
-        model,
-        prefix.x,
-        baseline(prefix),
-        prefix.targets,
-        params.integrated_gradients,
-        output_space=params.output_space,
-        evaluate=evaluate,
-        seed=params.seed,
-    )
-    evaluate.finish()
-    pixels = prefix.grid.pixels(prefix.image)
-    masks = candidate_masks(pixels, params.xrai.scales, params.xrai.dilation)
-    maps, found = zip(*(regions(a, masks) for a in ig.attributions.sum(axis=1)), strict=True)
-    labels = prefix.grid.labels(segments)
-    sizes = np.bincount(labels.reshape(-1), minlength=m).astype(np.float64)
-    weights = superpixel_sums(np.stack(maps), labels, m) / np.maximum(sizes, 1)
-    return Attribution(
-        segments=segments,
-        weights=weights,
-        base_value=f_empty,
-        evaluate=evaluate,
-        f_empty=f_empty,
-        pixel_maps=np.stack([prefix.grid.map_to_original(p) for p in maps]),
-        attribution_sum=ig.attributions.reshape(len(maps), -1).sum(axis=1),
-        backward_passes=ig.passes,
-        regions=tuple(tuple(r) for r in found),
+    run = integrate(prefix, segments)
+    xrai = prefix.params.xrai
+    masks = candidate_masks(prefix.grid.pixels(prefix.image), xrai.scales, xrai.dilation)
+    maps, found = zip(*(regions(a, masks) for a in run.per_pixel), strict=True)
+    sizes = np.bincount(run.labels.reshape(-1), minlength=run.m).astype(np.float64)
+    weights = superpixel_sums(np.stack(maps), run.labels, run.m) / np.maximum(sizes, 1)
+    return run.attribution(
+        prefix, segments, weights, np.stack(maps), regions=tuple(tuple(r) for r in found)
     )
