@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 
 from glimpse import artifacts
 from glimpse.errors import GlimpseError, InvalidParams, NotFound
-from glimpse.images import decode_image, decode_maps, decode_segments_png
+from glimpse.images import decode_image, decode_segments_png, decode_stored
 from glimpse.render import OverlayStyle
 from glimpse.result import ExplanationResult
 from glimpse.settings import Settings
@@ -62,8 +62,9 @@ def _segments(found: JobArtifacts) -> np.ndarray:
 
 
 def _pixel_maps(found: JobArtifacts) -> np.ndarray | None:
-    """(K, H, W) float32: the method's own maps where it stored them (gradcam), else None."""
-    return None if found.attribution is None else decode_maps(found.attribution)
+    """(K, H, W) float32: the method's own maps where it stored them (gradcam, the gradient
+    methods), else None."""
+    return decode_stored(found.attribution)[0]
 
 
 def _segments_if_needed(
@@ -126,16 +127,32 @@ def figure_key(visual: Visual) -> str:
 
 
 def figure_png(
-    store: JobStore, settings: Settings, job_id: str, visual: Visual | None = None
+    store: JobStore,
+    settings: Settings,
+    job_id: str,
+    visual: Visual | None = None,
+    *,
+    compare: bool = False,
 ) -> bytes:
     """The image and every explained class side by side on one colour scale, as shap's
-    image_plot draws them."""
+    image_plot draws them; with `compare`, every method of a comparison job side by side
+    (glimpse/compare_figure.py)."""
     visual = visual or Visual()
-    render = figure_key(visual)
+    render = figure_key(visual) + (";compare" if compare else "")
     found = finished(store, job_id, render=render, maps=True, image=True)
     if found.render is not None:
         return found.render
     result = _result(found)
+    if compare:
+        maps = decode_stored(found.attribution)[1]
+        if result.comparison is None or maps is None:
+            raise NotFound(
+                f"job {job_id} ran one method ({result.method}); submit with params.methods "
+                "to compare several"
+            )
+        png = artifacts.comparison_png(_image(found, settings), result, maps, visual)
+        _keep(store, job_id, render, png)
+        return png
     pixel_maps = _pixel_maps(found)
     maps = artifacts.attribution_maps(
         result, _segments_if_needed(found, None, pixel_maps), pixel_maps

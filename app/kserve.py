@@ -5,17 +5,20 @@ Instances may be, as KServe's and TF Serving's examples send them:
     {"data": "..."} or {"b64": "..."} TorchServe-style base64 of the file
     "..."                             a bare base64 string
     [[[r, g, b], ...], ...]           an H×W×3 (or H×W) array of 0..255 pixel values
+
+Several instances are a batch: at most settings.max_batch_images of them, each checked before
+any is queued (an error names its instance), all queued in one MULTI/EXEC, each counted by the
+rate limit (app/api/routes/kserve.py), the answers in instance order.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import json
 import math
 import time
-from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
@@ -23,7 +26,8 @@ from redis import Redis
 from rq import Queue
 
 from app import submissions
-from app.uploads import Submission
+from app.batches import check_many, naming
+from app.uploads import check_batch_count, check_batch_size
 from glimpse.cards import ModelRegistry
 from glimpse.errors import (
     BadRequest,
@@ -39,12 +43,13 @@ from glimpse.settings import Settings
 from glimpse.store import JobStore, new_job_id
 
 PREDICT_FUNCTION = "worker.kserve_predict.run_prediction"
-MAX_INSTANCES = 16
 POLL_S = 0.05
+LOC = ["body", "instances"]
 
 
-def instances(body: Any) -> list[bytes]:
-    """The image file bytes of each instance of a V1 request body."""
+def instances(body: Any, settings: Settings) -> list[bytes]:
+    """The image file bytes of each instance of a V1 request body (413 past the batch limits:
+    settings.max_batch_images instances, max_upload_bytes each, max_batch_bytes together)."""
     if not isinstance(body, dict):
         raise BadRequest('the body must be a JSON object {"instances": [...]}')
     items = body.get("instances", body.get("inputs"))
@@ -53,9 +58,10 @@ def instances(body: Any) -> list[bytes]:
             '"instances" must be a non-empty list',
             errors=[{"loc": ["body", "instances"], "msg": "a non-empty list is required"}],
         )
-    if len(items) > MAX_INSTANCES:
-        raise BadRequest(f"at most {MAX_INSTANCES} instances per request")
-    return [_instance(item, i) for i, item in enumerate(items)]
+    check_batch_count(len(items), settings.max_batch_images, loc=list(LOC), label="instance")
+    images = [_instance(item, i) for i, item in enumerate(items)]
+    check_batch_size(images, settings, loc=list(LOC), label="instance", index=str)
+    return images
 
 
 def _instance(item: Any, i: int) -> bytes:
@@ -118,24 +124,9 @@ def reported_error(title: str, detail: str) -> GlimpseError:
     return kind(detail) if kind is not None else GlimpseError(f"{title}: {detail}")
 
 
-@contextlib.contextmanager
-def at_instance(i: int) -> Iterator[None]:
-    """An error about the image (a 413/415, or `loc: ["image"]`) names instance i of the
-    body instead; errors about the params, the same for every instance, pass unchanged."""
-    try:
-        yield
-    except GlimpseError as exc:
-        loc = ["body", "instances", str(i)]
-        if exc.errors is None and exc.status in (413, 415):
-            exc.errors = [{"loc": loc, "msg": exc.detail}]
-        elif exc.errors and any(list(e["loc"]) == ["image"] for e in exc.errors):
-            exc.errors = [
-                {**e, "loc": loc} if list(e["loc"]) == ["image"] else e for e in exc.errors
-            ]
-        else:
-            raise
-        exc.detail = f"instance {i}: {exc.detail}"
-        raise
+def at_instance(i: int) -> AbstractContextManager[None]:
+    """An error about instance i names it (app/batches.py `naming`)."""
+    return naming([*LOC, str(i)], f"instance {i}")
 
 
 def model_name(name: str, registry: ModelRegistry) -> str:
@@ -153,23 +144,28 @@ def predict(
     for i, data in enumerate(images):  # every instance is read before any is queued
         with at_instance(i):
             decode_image(data, max_pixels=settings.max_image_pixels)  # 413/415
+    submissions.ensure_room(queue, settings, adding=len(images))
     pending = []
     limit = math.ceil(settings.sync_timeout_s)
-    for data in images:
-        submissions.ensure_room(queue, settings)
-        token = new_job_id()
-        image_key = f"{settings.key_prefix}:predict:{token}:image"
-        reply_key = f"{settings.key_prefix}:predict:{token}:reply"
-        redis.set(image_key, data, ex=limit + 120)
-        queue.enqueue_call(
-            PREDICT_FUNCTION,
-            args=[image_key, reply_key, name],
-            timeout=limit + 30,
-            ttl=limit,  # not taken by then: the caller has its 504 already
-            result_ttl=0,
-            failure_ttl=3600,
-        )
-        pending.append(reply_key)
+    # One MULTI/EXEC stores and queues every instance: all of them, or none.
+    with redis.pipeline(transaction=True) as pipe:
+        pipe.multi()  # explicit, as RQ expects of a pipeline it is handed
+        for data in images:
+            token = new_job_id()
+            image_key = f"{settings.key_prefix}:predict:{token}:image"
+            reply_key = f"{settings.key_prefix}:predict:{token}:reply"
+            pipe.set(image_key, data, ex=limit + 120)
+            queue.enqueue_call(
+                PREDICT_FUNCTION,
+                args=[image_key, reply_key, name],
+                timeout=limit + 30,
+                ttl=limit,  # not taken by then: the caller has its 504 already
+                result_ttl=0,
+                failure_ttl=3600,
+                pipeline=pipe,
+            )
+            pending.append(reply_key)
+        pipe.execute()
     deadline = time.monotonic() + settings.sync_timeout_s
     answers = []
     for reply_key in pending:
@@ -195,23 +191,20 @@ def explain(
     registry: ModelRegistry,
     owner: str = "",
 ) -> dict[str, list[Any]]:
-    """Submit one explanation job per image (cache and limits as POST /v1/explanations) and
-    wait for them all within settings.sync_timeout_s. `owner`: the caller's API key id."""
+    """Submit one explanation job per image (cache and limits as POST /v1/batches: all
+    checked, then all queued in one transaction) and wait for them all within
+    settings.sync_timeout_s. `owner`: the caller's API key id."""
     if parameters is not None and not isinstance(parameters, dict):
         raise InvalidParams(
             '"parameters" must be an object of explainer params',
             errors=[{"loc": ["body", "parameters"], "msg": "must be a JSON object"}],
         )
     params = {**(parameters or {}), "model": name}
-    checked = []
-    for i, data in enumerate(images):  # every instance passes every check before any is queued
-        with at_instance(i):
-            submission = Submission(image=data, params=params)
-            checked.append(submissions.check(submission, settings=settings, registry=registry))
-    jobs = [
-        submissions.enqueue(one, settings=settings, store=store, queue=queue, owner=owner)[0]
-        for one in checked
-    ]
+    checked = check_many(images, params, settings=settings, registry=registry, at=at_instance)
+    queued = submissions.enqueue_many(
+        checked, settings=settings, store=store, queue=queue, owner=owner
+    )
+    jobs = [job for job, _ in queued]
     deadline = time.monotonic() + settings.sync_timeout_s
     results = []
     for job in jobs:

@@ -20,12 +20,13 @@ from rq import Queue
 from rq.serializers import JSONSerializer
 
 from app import errors, offline_docs, openapi_docs
-from app.api.routes import explanations, health, kserve, metrics, models, web
+from app.api.routes import batches, events, explanations, health, kserve, metrics, models, web
 from app.auth import KeyRing
 from app.body_deadline import BodyDeadline
 from app.metrics import Metrics, MetricsMiddleware
 from app.ratelimit import RateLimiter
 from app.warmup import rehearse_submission, warm_up
+from glimpse.batches import BatchStore
 from glimpse.cards import ModelRegistry
 from glimpse.settings import Settings, get_settings
 from glimpse.store import JobStore
@@ -37,9 +38,13 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DESCRIPTION = """\
 LIME and Kernel SHAP explanations of ONNX image classifiers.
 
-Submit an image with `POST /v1/explanations`, poll `GET /v1/explanations/{id}` until its
-`status` is `finished`, then read the `result` and the artifacts (`segments.png`,
-`attribution.npy`, `overlay.png`). Every error is `application/problem+json`.
+Submit an image with `POST /v1/explanations`, poll `GET /v1/explanations/{id}` (or follow
+`GET /v1/explanations/{id}/events`, Server-Sent Events) until its `status` is `finished`,
+then read the `result` and the artifacts (`segments.png`, `attribution.npy`,
+`overlay.png`). Every error is `application/problem+json`.
+
+Several images at once: `POST /v1/batches` queues one job per image under one batch id, and
+`GET /v1/batches/{id}` reports them all.
 
 Where the server has API keys configured, every `/v1` request carries one, as
 `Authorization: Bearer KEY` or `X-API-Key: KEY`, and sees only its own jobs; submissions are
@@ -48,6 +53,7 @@ limited per key and minute (429 with `Retry-After`).
 
 TAGS = [
     {"name": "explanations", "description": "Explanation jobs and their artifacts"},
+    {"name": "batches", "description": "Several images in one submission: a job per image"},
     {"name": "models", "description": "The registered models"},
     {"name": "kserve", "description": "KServe V1 data plane: :predict and synchronous :explain"},
     {"name": "health", "description": "Liveness, readiness and metrics"},
@@ -93,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.redis = redis
     app.state.store = store
+    app.state.batches = BatchStore(redis, settings)
     app.state.queue = queue
     app.state.registry = ModelRegistry(settings.models_dir)
     app.state.metrics = Metrics()
@@ -106,6 +113,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.include_router(explanations.router)
+    app.include_router(batches.router)
+    app.include_router(events.router)
     app.include_router(models.router)
     app.include_router(kserve.router)
     app.include_router(health.router)

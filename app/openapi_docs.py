@@ -102,15 +102,73 @@ SUBMIT_REQUEST_BODY: dict[str, Any] = {
     },
 }
 
+BATCH_REQUEST_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["image"],
+                "properties": {
+                    "image": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {"type": "string", "format": "binary"},
+                        "description": "one `image` file part per image (JPEG, PNG, WebP, BMP, "
+                        "TIFF), in the order of the batch's jobs; at most "
+                        "GLIMPSE_MAX_BATCH_IMAGES (64)",
+                    },
+                    "params": {
+                        **PARAMS_SCHEMA,
+                        "description": "the params object of every image, as a JSON text part "
+                        "(leave the part out for every default). " + PARAMS_SCHEMA["description"],
+                        "example": {"method": "lime", "num_samples": 500},
+                    },
+                },
+            },
+            "encoding": {"params": {"contentType": "application/json"}},
+        },
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["images_b64"],
+                "additionalProperties": False,
+                "properties": {
+                    "images_b64": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {"type": "string", "format": "byte"},
+                        "description": "base64 of each image file's bytes, in order",
+                    },
+                    "params": {
+                        **PARAMS_SCHEMA,
+                        "description": "applies to every image. " + PARAMS_SCHEMA["description"],
+                    },
+                },
+            },
+            "examples": {
+                "two_images": {
+                    "summary": "Two images, Kernel SHAP with 500 evaluations each",
+                    "value": {
+                        "images_b64": ["iVBORw0KGgoAAAANSUhEUgAA…", "/9j/4AAQSkZJRgABAQ…"],
+                        "params": {"method": "kernel_shap", "num_samples": 500},
+                    },
+                }
+            },
+        },
+    },
+}
+
 _DESCRIPTIONS = {
     400: "Malformed body: broken JSON, bad base64, no image part",
     401: "API keys are configured and the request carries none, or an unknown one",
-    404: "No such job",
+    404: "No such job (or batch)",
     409: "The job is not finished yet: its artifacts do not exist",
-    413: "Too many bytes or pixels",
+    413: "Too many bytes or pixels (or images in one request)",
     415: "Not a decodable image, or a body that is neither multipart nor JSON",
     422: "Invalid params or query, with errors[].loc",
-    429: "Over the submissions per minute allowed to this API key (or address); see Retry-After",
+    429: "Over the submissions (images) per minute allowed to this API key (or address); see "
+    "Retry-After",
     503: "Redis unreachable or queue full; see Retry-After",
     504: "A synchronous call (KServe :predict / :explain) outlived its time limit",
 }

@@ -35,6 +35,41 @@ class Job(BaseModel):
     result: ExplanationResult | None = None
 
 
+BatchStatus = Literal["queued", "running", "finished", "partial", "failed", "canceled"]
+
+
+class BatchCounts(BaseModel):
+    """The batch's images by the status of their jobs."""
+
+    queued: int
+    running: int
+    finished: int
+    failed: int
+    canceled: int = Field(description="canceled, deleted or expired jobs")
+
+
+class BatchJob(BaseModel):
+    id: str = Field(description="the job's id: GET /v1/explanations/{id} for all of it")
+    status: JobStatus = Field(description="canceled also for a job deleted or expired since")
+    progress: Progress
+
+
+class Batch(BaseModel):
+    """Several images submitted together: one explanation job per image, in submission order."""
+
+    id: str = Field(description="128 random bits, hex")
+    created_at: str = Field(description="ISO-8601 UTC")
+    status: BatchStatus = Field(
+        description="queued: every job queued; running: some job queued or running, not all "
+        "queued; then, once every job has ended: finished (all finished), partial (some "
+        "finished, the others failed or canceled), failed (none finished, some failed), "
+        "canceled (all canceled)"
+    )
+    counts: BatchCounts
+    progress: Progress = Field(description="the jobs' progress summed")
+    jobs: list[BatchJob] = Field(description="one per image, in submission order")
+
+
 class ModelInfo(BaseModel):
     name: str
     input_size: tuple[int, int] = Field(description="[height, width] of the model input")

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import onnx
+from redis.client import Pipeline
 from rq import Queue, Retry
 from rq.callbacks import Callback
 from rq.exceptions import NoSuchJobError
@@ -27,7 +29,7 @@ from app.workers import check_offered, live_runtimes
 from glimpse.cards import ModelRegistry, RegisteredModel, is_valid_name
 from glimpse.errors import InvalidParams, NotFound, ServiceUnavailable
 from glimpse.images import decode_image
-from glimpse.limits import check_budget, check_classes, check_request
+from glimpse.limits import check_budget, check_classes, check_request, planned_evaluations
 from glimpse.modelfiles import layer_names
 from glimpse.params import GRADIENT_METHODS, ExplainParams, parse_params
 from glimpse.result import ExplanationResult
@@ -61,7 +63,7 @@ def normalize(raw: Any, settings: Settings, registry: ModelRegistry) -> ExplainP
         update={"model": name, "batch_size": params.batch_size or settings.batch_size}
     )
     check_classes(params, model.card.num_classes)
-    if params.method == "gradcam":
+    if "gradcam" in (params.methods or [params.method]):
         check_gradcam_layer(params, model)
     return params
 
@@ -107,14 +109,21 @@ def _graph_op_types(path: str, mtime_ns: int) -> frozenset[str]:
     return frozenset(node.op_type for node in graph.node)
 
 
-def ensure_room(queue: Queue, settings: Settings, *, waiting: int | None = None) -> None:
-    """Backpressure: 503 with Retry-After once the queue holds max_queue_length jobs.
+def ensure_room(
+    queue: Queue, settings: Settings, *, waiting: int | None = None, adding: int = 1
+) -> None:
+    """Backpressure: 503 with Retry-After unless the queue has room for `adding` more jobs
+    below max_queue_length (a batch needs room for each of its new jobs, or none is queued).
     `waiting`: the queue's length where the caller has read it already."""
-    if (queue.count if waiting is None else waiting) >= settings.max_queue_length:
-        raise ServiceUnavailable(
-            f"the queue is full ({settings.max_queue_length} jobs waiting); try again later",
-            retry_after=settings.retry_after_s,
+    waiting = queue.count if waiting is None else waiting
+    if waiting + adding > settings.max_queue_length:
+        room = max(settings.max_queue_length - waiting, 0)
+        detail = (
+            f"the queue is full ({settings.max_queue_length} jobs waiting)"
+            if room == 0
+            else f"the queue has room for {room} more jobs, not the {adding} of this request"
         )
+        raise ServiceUnavailable(f"{detail}; try again later", retry_after=settings.retry_after_s)
 
 
 def owned_cache_key(cache_key: str, owner: str) -> str:
@@ -136,10 +145,17 @@ def check(submission: Submission, *, settings: Settings, registry: ModelRegistry
     """Everything that can be known before queueing: the params, the model's card and graph,
     the image (decoded once), and every rule of glimpse/limits.py on its size."""
     params = normalize(submission.params, settings, registry)
-    image = decode_image(submission.image, max_pixels=settings.max_image_pixels)
+    return check_image(submission.image, params, settings=settings, registry=registry)
+
+
+def check_image(
+    data: bytes, params: ExplainParams, *, settings: Settings, registry: ModelRegistry
+) -> Checked:
+    """`check` of an image under params `normalize` made."""
+    image = decode_image(data, max_pixels=settings.max_image_pixels)
     card = registry.get(params.model or settings.default_model).card
     check_request(params, card, image.height, image.width, settings)
-    return Checked(image=submission.image, sha256=image.sha256, params=params)
+    return Checked(image=data, sha256=image.sha256, params=params)
 
 
 def submit(
@@ -161,49 +177,123 @@ def enqueue(
     checked: Checked, *, settings: Settings, store: JobStore, queue: Queue, owner: str = ""
 ) -> tuple[JobRecord, bool]:
     """Queue a checked submission, or answer its cached twin; see `submit`."""
-    params = checked.params
-    if params.method in GRADIENT_METHODS:  # only these depend on what the workers have
-        check_offered(params.method, live_runtimes(store, queue, settings))
-    cache_key = owned_cache_key(params.cache_key(checked.sha256), owner)
-    # One round trip asks for both the cache entry and the queue's length: under load, every
+    return enqueue_many([checked], settings=settings, store=store, queue=queue, owner=owner)[0]
+
+
+#: What `enqueue_many` hands its `also`: the transaction, and the job of each submission.
+AlsoWrite = Callable[[Pipeline, list[JobRecord]], None]
+
+
+def enqueue_many(
+    checked: Sequence[Checked],
+    *,
+    settings: Settings,
+    store: JobStore,
+    queue: Queue,
+    owner: str = "",
+    also: AlsoWrite | None = None,
+) -> list[tuple[JobRecord, bool]]:
+    """Queue checked submissions, each answered by its cached twin where it has one (unless
+    cache=false); (the job, whether it is new) of each, in order. Identical ones among them
+    share one job, as they would one after the other. All new jobs are stored and queued in
+    one MULTI/EXEC, with the writes of `also` (a batch's record): all of them, or none; 503
+    when the queue has no room for every new one."""
+    _check_offered(checked, store=store, queue=queue, settings=settings)
+    keys = [owned_cache_key(one.params.cache_key(one.sha256), owner) for one in checked]
+    # One round trip asks for the cache entries and the queue's length: under load, every
     # wait on Redis is a wait for the GIL too.
     with store.redis.pipeline(transaction=False) as probe:
-        probe.get(store.cache_index_key(cache_key))
+        for key in keys:
+            probe.get(store.cache_index_key(key))
         probe.llen(queue.key)
-        cached_id, waiting = probe.execute()
-    if params.cache and cached_id is not None:
-        existing = store.reusable(cached_id.decode(), owner=owner)
-        if existing is not None:
-            return existing, False
-    ensure_room(queue, settings, waiting=waiting)
-    # One MULTI/EXEC stores the job and queues it: a job is both or neither, whatever fails.
+        *cached_ids, waiting = probe.execute()
+    reused: dict[str, JobRecord] = {}
+    for one, key, cached_id in zip(checked, keys, cached_ids, strict=True):
+        if one.params.cache and cached_id is not None and key not in reused:
+            existing = store.reusable(cached_id.decode(), owner=owner)
+            if existing is not None:
+                reused[key] = existing
+    # The submissions that need a job of their own: one per cache key, or each with cache off.
+    slots = [
+        None if one.params.cache and key in reused else (key if one.params.cache else i)
+        for i, (one, key) in enumerate(zip(checked, keys, strict=True))
+    ]
+    fresh = {slot for slot in slots if slot is not None}
+    if fresh:
+        ensure_room(queue, settings, waiting=waiting, adding=len(fresh))
+    made: dict[str | int, JobRecord] = {}
+    answers: list[tuple[JobRecord, bool]] = []
     with store.redis.pipeline(transaction=True) as pipe:
         pipe.multi()  # explicit, as RQ expects of a pipeline it is handed
-        job = store.create(
-            image=checked.image,
-            sha256=checked.sha256,
-            params=params.model_dump(mode="json"),
-            cache_key=cache_key,
-            total=params.budget,
-            owner=owner,
-            pipeline=pipe,
-        )
-        queue.enqueue_call(
-            JOB_FUNCTION,
-            args=[job.id],
-            job_id=job.id,
-            timeout=settings.job_timeout_s,
-            ttl=settings.result_ttl_s,
-            result_ttl=600,
-            failure_ttl=settings.result_ttl_s,
-            on_failure=Callback(FAILURE_CALLBACK),
-            # Only a dead worker's job is retried: the job function records its own failures.
-            retry=Retry(max=settings.job_retries) if settings.job_retries else None,
-            description=f"explain {params.method} {params.model} {checked.sha256[:12]}",
-            pipeline=pipe,
-        )
-        pipe.execute()
-    return job, True
+        for one, key, slot in zip(checked, keys, slots, strict=True):
+            if slot is None:
+                answers.append((reused[key], False))
+            elif slot in made:
+                answers.append((made[slot], False))
+            else:
+                made[slot] = _add_job(
+                    one, key, pipe, settings=settings, store=store, queue=queue, owner=owner
+                )
+                answers.append((made[slot], True))
+        if also is not None:
+            also(pipe, [job for job, _ in answers])
+        if made or also is not None:
+            pipe.execute()
+    return answers
+
+
+def _check_offered(
+    checked: Sequence[Checked], *, store: JobStore, queue: Queue, settings: Settings
+) -> None:
+    """422 for a gradient method no live worker offers (only these depend on the workers)."""
+    gradients = {
+        (method, "method" if one.params.methods is None else "methods")
+        for one in checked
+        for method in one.params.methods or [one.params.method]
+        if method in GRADIENT_METHODS
+    }
+    if gradients:
+        runtimes = live_runtimes(store, queue, settings)
+        for method, field in sorted(gradients):
+            check_offered(method, runtimes, field)
+
+
+def _add_job(
+    checked: Checked,
+    cache_key: str,
+    pipe: Pipeline,
+    *,
+    settings: Settings,
+    store: JobStore,
+    queue: Queue,
+    owner: str,
+) -> JobRecord:
+    """Store a new job and queue it, in the caller's transaction: a job is both or neither."""
+    params = checked.params
+    job = store.create(
+        image=checked.image,
+        sha256=checked.sha256,
+        params=params.model_dump(mode="json"),
+        cache_key=cache_key,
+        total=planned_evaluations(params),
+        owner=owner,
+        pipeline=pipe,
+    )
+    queue.enqueue_call(
+        JOB_FUNCTION,
+        args=[job.id],
+        job_id=job.id,
+        timeout=settings.job_timeout_s,
+        ttl=settings.result_ttl_s,
+        result_ttl=600,
+        failure_ttl=settings.result_ttl_s,
+        on_failure=Callback(FAILURE_CALLBACK),
+        # Only a dead worker's job is retried: the job function records its own failures.
+        retry=Retry(max=settings.job_retries) if settings.job_retries else None,
+        description=f"explain {params.method} {params.model} {checked.sha256[:12]}",
+        pipeline=pipe,
+    )
+    return job
 
 
 def get(store: JobStore, job_id: str) -> JobRecord:
@@ -234,12 +324,17 @@ def resource(job: JobRecord) -> Job:
 def delete(store: JobStore, queue: Queue, job_id: str) -> None:
     """Cancel and delete. A queued job leaves the queue; a running one stops at its next
     progress report, when its worker finds the job gone."""
-    status = store.delete(job_id)
-    if status is None:
+    if discard(store, queue, job_id) is None:
         raise NotFound(f"no explanation job {job_id!r}")
+
+
+def discard(store: JobStore, queue: Queue, job_id: str) -> str | None:
+    """`delete` of a job that may be gone already: the status it had, or None."""
+    status = store.delete(job_id)
     if status == "queued":
         # ValueError: a worker took the job and ended an execution of it between RQ's reading
         # of its execution registry and of the execution (RQ 3). The job is then no longer
         # queued: its worker finds the record gone and stops, and RQ expires its own copy.
         with contextlib.suppress(NoSuchJobError, ValueError):
             RQJob.fetch(job_id, connection=queue.connection, serializer=queue.serializer).delete()
+    return status

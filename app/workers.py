@@ -73,15 +73,16 @@ def offered_methods(reports: list[dict[str, Any]]) -> list[str]:
     return [m for m in METHODS if m not in GRADIENT_METHODS]
 
 
-def check_offered(method: str, reports: list[dict[str, Any]]) -> None:
+def check_offered(method: str, reports: list[dict[str, Any]], field: str = "method") -> None:
     """A 422 at submit for a method no live worker can run (the gradient methods on workers
-    without PyTorch), rather than a job that fails once a worker takes it."""
+    without PyTorch), rather than a job that fails once a worker takes it. `field`: where
+    the client asked for it (`method`, or `methods` for a comparison)."""
     if method in offered_methods(reports):
         return
     raise InvalidParams(
-        f"params.method: {method} needs gradients, and none of the {len(reports)} live "
+        f"params.{field}: {method} needs gradients, and none of the {len(reports)} live "
         "workers has PyTorch: run workers with glimpse[torch] installed (the worker image "
         "built with TORCH=1, or GLIMPSE_RUNTIME=torch); GET /v1/models lists the methods "
         "offered",
-        errors=[{"loc": ["params", "method"], "msg": "no live worker offers this method"}],
+        errors=[{"loc": ["params", field], "msg": f"no live worker offers {method}"}],
     )

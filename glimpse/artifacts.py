@@ -14,6 +14,8 @@ import io
 
 import numpy as np
 
+from glimpse.compare_figure import render_comparison
+from glimpse.errors import InvalidParams
 from glimpse.hierarchy import level_maps
 from glimpse.images import encode_png
 from glimpse.render import (
@@ -26,7 +28,7 @@ from glimpse.render import (
 )
 from glimpse.result import ExplanationResult
 from glimpse.shrink import fitted_size, shrink_image, shrink_map, shrink_segments
-from glimpse.visual import Visual
+from glimpse.visual import UNCERTAIN_SE, Visual
 
 
 def needs_segments(style: OverlayStyle | None, pixel_maps: bool) -> bool:
@@ -68,6 +70,16 @@ def figure_png(
     return encode_png(render_figure(image, maps, titles, caption=label, visual=visual))
 
 
+def comparison_png(
+    image: np.ndarray, result: ExplanationResult, maps: np.ndarray, visual: Visual | None = None
+) -> bytes:
+    """Every method of a comparison job side by side, per explained class, with its numbers
+    (glimpse/compare_figure.py); maps: (M, K, h, w) as the job stored them."""
+    assert result.comparison is not None
+    titles = [f"{e.label} (p = {e.probability:.3f})" for e in result.explanations]
+    return encode_png(render_comparison(image, maps, result.comparison, titles, visual))
+
+
 def overlay_png(
     image: np.ndarray,
     result: ExplanationResult,
@@ -92,6 +104,9 @@ def overlay_png(
     size = fitted_size(image.shape[0], image.shape[1], visual.max_side)
     photo = shrink_image(image, size)
     label = caption(result.method)
+    hatched = None
+    if style == "heatmap" and visual.uncertain == "hatch":
+        hatched = uncertain_signs(result, index)
     if style == "heatmap" and pixel_maps is not None:  # the method's own smooth map (gradcam)
         values = shrink_map(pixel_maps[index], size)
         return encode_png(render_map_overlay(photo, values, visual=visual, caption=label))
@@ -105,8 +120,24 @@ def overlay_png(
         percentile=percentile,
         visual=visual,
         caption=label,
+        uncertain=hatched,
     )
     return encode_png(pixels)
+
+
+def uncertain_signs(result: ExplanationResult, index: int) -> np.ndarray:
+    """(m,) bool: the superpixels of explained class `index` (its position) whose sign is
+    uncertain, |weight| < UNCERTAIN_SE standard errors; InvalidParams at the `uncertain`
+    query where the method gives no standard errors."""
+    explanation = result.explanations[index]
+    if explanation.weights_se is None:
+        raise InvalidParams(
+            f"uncertain=hatch needs the weights' standard errors (weights_se), which method "
+            f"{result.method!r} does not give; lime and kernel_shap do",
+            errors=[{"loc": ["query", "uncertain"], "msg": f"no weights_se for {result.method}"}],
+        )
+    weights = np.abs(np.asarray(explanation.weights, np.float64))
+    return weights < UNCERTAIN_SE * np.asarray(explanation.weights_se, np.float64)
 
 
 def hierarchy_maps(result: ExplanationResult, segments: np.ndarray) -> np.ndarray:

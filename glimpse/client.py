@@ -22,6 +22,7 @@ Errors answered by the service arrive as typed exceptions mapped from problem+js
     JobFailedError                  the job ended failed (carries the job)
     JobCanceledError                the job was canceled or deleted while waited on
     WaitTimeoutError                wait() ran out of time (the job goes on)
+    BatchWaitTimeoutError           wait_batch() ran out of time (glimpse/client_batches.py)
 """
 
 from __future__ import annotations
@@ -30,13 +31,15 @@ import io
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 
+from glimpse import sse
+from glimpse.client_batches import Batch, BatchMethods, BatchWaitTimeoutError  # noqa: F401
 from glimpse.result import ExplanationResult
 
 ImageLike = str | Path | bytes | np.ndarray
@@ -172,7 +175,7 @@ class Explained:
         return [e.class_index for e in self.result.explanations]
 
 
-class GlimpseClient:
+class GlimpseClient(BatchMethods):  # submit_batch, wait_batch, explain_many: client_batches.py
     def __init__(
         self,
         base_url: str = "http://127.0.0.1:8000",
@@ -218,11 +221,12 @@ class GlimpseClient:
         poll_interval: float = 0.25,
         progress: Progress | None = None,
     ) -> Job:
-        """Poll until the job is finished; raise JobFailedError, JobCanceledError or
-        WaitTimeoutError otherwise. `progress(done, total)` is called on every change."""
+        """The finished job, following its events (else polling every `poll_interval` s), or
+        JobFailedError, JobCanceledError, WaitTimeoutError; `progress(done, total)` on changes."""
         current = job if isinstance(job, Job) else self.get(job)
         deadline = time.monotonic() + timeout
         seen: tuple[int, int] | None = None
+        states = sse.job_states(self._http, current.id, deadline, slack_s=poll_interval)
         while True:
             done_total = (current.progress.get("done", 0), current.progress.get("total", 0))
             if progress and done_total != seen:
@@ -236,8 +240,12 @@ class GlimpseClient:
                 raise JobCanceledError(f"job {current.id} was canceled")
             if time.monotonic() >= deadline:
                 raise WaitTimeoutError(current, timeout)
-            time.sleep(poll_interval)
-            try:
+            state = next(states, None)  # from the events stream while it lasts, else polled
+            if state is not None and state["status"] not in sse.FINAL:
+                current = replace(current, status=state["status"], progress=state["progress"])
+                continue
+            time.sleep(0 if state else poll_interval)
+            try:  # after a final event too: the job whole, with its result or error
                 current = self.get(current.id)
             except NotFoundError:
                 raise JobCanceledError(f"job {current.id} was deleted") from None
@@ -309,14 +317,17 @@ class GlimpseClient:
         clip_lower: float | None = None,
         color_map: str | None = None,
         max_side: int | None = None,
+        compare: bool = False,
     ) -> bytes:
-        """figure.png: the photo and every explained class side by side, one colour bar."""
+        """figure.png: the photo and every explained class side by side, one colour bar; with
+        `compare`, a comparison job's (params.methods) every method side by side."""
         visual = {
             "polarity": polarity,
             "clip_upper": clip_upper,
             "clip_lower": clip_lower,
             "color_map": color_map,
             "max_side": max_side,
+            "compare": "true" if compare else None,
         }
         return self._png(f"/v1/explanations/{job_id}/figure.png", _given(visual))
 

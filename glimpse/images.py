@@ -147,3 +147,30 @@ def encode_maps(maps: np.ndarray) -> bytes:
 def decode_maps(data: bytes) -> np.ndarray:
     """The inverse of encode_maps."""
     return np.load(io.BytesIO(zlib.decompress(data)), allow_pickle=False)
+
+
+def encode_stored(maps: np.ndarray | None, comparison: np.ndarray | None) -> bytes | None:
+    """A job's stored maps: the method's own per-pixel maps (K, H, W) and, for a comparison,
+    every method's maps (M, K, h, w), kept as float16 for the figure. Without a comparison,
+    encode_maps' bytes (as jobs stored before comparisons existed); with one, a compressed
+    .npz of `compare` and, where there are any, `maps`."""
+    if comparison is None:
+        return None if maps is None else encode_maps(maps)
+    arrays = {"compare": np.ascontiguousarray(comparison, np.float16)}
+    if maps is not None:
+        arrays["maps"] = np.ascontiguousarray(maps, np.float32)
+    buf = io.BytesIO()
+    np.savez(buf, allow_pickle=False, **arrays)
+    return zlib.compress(buf.getvalue(), 6)
+
+
+def decode_stored(data: bytes | None) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The inverse of encode_stored: (maps or None, comparison maps or None)."""
+    if data is None:
+        return None, None
+    raw = zlib.decompress(data)
+    if not raw.startswith(b"PK"):  # a .npy: the method's own maps alone
+        return np.load(io.BytesIO(raw), allow_pickle=False), None
+    with np.load(io.BytesIO(raw), allow_pickle=False) as found:
+        maps = np.asarray(found["maps"]) if "maps" in found.files else None
+        return maps, np.asarray(found["compare"], np.float32)

@@ -59,19 +59,22 @@ QUALITY_EVALUATIONS_PER_CLASS = 39
 def check_request(
     params: ExplainParams, card: ModelCard, height: int, width: int, settings: Settings
 ) -> None:
-    """Every rule that the params, the model's card and the image size decide."""
+    """Every rule that the params, the model's card and the image size decide; each method
+    of a comparison (params.methods) is checked as if asked alone, and their sum of work
+    against max_composed_pixels."""
     check_budget(params, settings.max_num_samples)
     check_classes(params, card.num_classes)
     check_scale(card, height, width, settings.max_image_pixels)
     check_image_size(height, width)
     check_composed(params, height * width, settings.max_composed_pixels)
-    if isinstance(params.segmentation, Grid) and params.method in SEGMENTED_METHODS:
-        segments = check_grid(params.segmentation, height, width)
-        check_design(params, segments, settings.max_design_size)
-    if params.method == "occlusion":
-        check_occlusion(params, height, width, settings.max_design_size)
-    if params.method in GRADIENT_METHODS:
-        check_gradients(params, settings.max_num_samples)
+    for one in params.each_method():
+        if isinstance(one.segmentation, Grid) and one.method in SEGMENTED_METHODS:
+            segments = check_grid(one.segmentation, height, width)
+            check_design(one, segments, settings.max_design_size)
+        if one.method == "occlusion":
+            check_occlusion(one, height, width, settings.max_design_size)
+        if one.method in GRADIENT_METHODS:
+            check_gradients(one, settings.max_num_samples)
 
 
 def _targets(params: ExplainParams) -> int:
@@ -202,7 +205,10 @@ def check_design(params: ExplainParams, n_segments: int, limit: int) -> None:
 
 
 def evaluations(params: ExplainParams) -> int:
-    """The model evaluations a job may spend at most, quality's included."""
+    """The model evaluations a job may spend at most, quality's included (every method's,
+    for a comparison)."""
+    if params.methods is not None:
+        return sum(evaluations(one) for one in params.each_method())
     if params.method == "gradcam":
         spent = 1
     elif params.method in GRADIENT_METHODS:
@@ -212,6 +218,15 @@ def evaluations(params: ExplainParams) -> int:
     if params.quality:
         spent += QUALITY_EVALUATIONS_PER_CLASS * _targets(params)
     return spent
+
+
+def planned_evaluations(params: ExplainParams) -> int:
+    """The job's progress total at submit: its budget, or for a comparison the sum of its
+    methods' (quality's not included; the worker reports what each really spends)."""
+    if params.methods is None:
+        return params.budget
+    quiet = [one.model_copy(update={"quality": False}) for one in params.each_method()]
+    return sum(evaluations(one) for one in quiet)
 
 
 def check_composed(params: ExplainParams, pixels: int, max_composed_pixels: int) -> None:

@@ -17,6 +17,7 @@ from pydantic import (
     Field,
     Tag,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -187,9 +188,20 @@ Method = Literal[
 GRADIENT_METHODS = frozenset({"integrated_gradients", "xrai"})
 
 
+#: The most methods one comparison job runs.
+MAX_COMPARED_METHODS = 7
+
+
 class ExplainParams(_Strict):
     model: str | None = Field(default=None, min_length=1, max_length=100)
     method: Method = "lime"
+    methods: list[Method] | None = Field(
+        default=None,
+        min_length=2,
+        max_length=MAX_COMPARED_METHODS,
+        description="compare these methods in one job, on the same superpixels and targets "
+        "(result.comparison); the first is `method`, whose explanation the result holds",
+    )
     targets: Targets = TopK()
     num_samples: int | Literal["auto"] = Field(
         default=1000, description='model evaluations to spend (10..100000), or "auto"'
@@ -210,6 +222,28 @@ class ExplainParams(_Strict):
     seed: int = Field(default=0, ge=0, le=2**63 - 1)
     cache: bool = True
 
+    @model_validator(mode="before")
+    @classmethod
+    def _method_leads(cls, data: Any) -> Any:
+        """`methods` without `method`: the first of them is the method."""
+        if isinstance(data, dict) and "method" not in data:
+            methods = data.get("methods")
+            if isinstance(methods, list) and methods and isinstance(methods[0], str):
+                return {**data, "method": methods[0]}
+        return data
+
+    @field_validator("methods")
+    @classmethod
+    def _methods_distinct(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        if value is None:
+            return value
+        if len(set(value)) != len(value):
+            raise ValueError("each method at most once")
+        method = info.data.get("method")
+        if method is not None and method != value[0]:
+            raise ValueError(f"the first of methods must be method ({method!r}); or leave it out")
+        return value
+
     @field_validator("num_samples")
     @classmethod
     def _budget_in_range(cls, value: int | str) -> int | str:
@@ -222,9 +256,17 @@ class ExplainParams(_Strict):
         """The evaluations a run may spend: num_samples, or max_samples when it is "auto"."""
         return self.max_samples if self.num_samples == "auto" else int(self.num_samples)
 
+    def each_method(self) -> list[ExplainParams]:
+        """The params of each method a job runs: itself, or one per `methods` entry (each
+        checked and run as if asked alone, on the same superpixels and targets)."""
+        if self.methods is None:
+            return [self]
+        return [self.model_copy(update={"method": m, "methods": None}) for m in self.methods]
+
     def cache_key(self, image_sha256: str) -> str:
         """Identity of the computation: image, model and every param that changes numbers."""
-        body = self.model_dump(mode="json", exclude={"cache", "batch_size"})
+        unused = {"methods"} if self.methods is None else set()  # keys as before it existed
+        body = self.model_dump(mode="json", exclude={"cache", "batch_size", *unused})
         text = json.dumps({"image": image_sha256, "params": body}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
 

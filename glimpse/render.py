@@ -73,14 +73,18 @@ def render_overlay(
     opacity: float = OPACITY,
     visual: Visual | None = None,
     caption: str = "attribution",
+    uncertain: np.ndarray | None = None,
 ) -> np.ndarray:
     """image: (H, W, 3) uint8; segments: (H, W) ids; weights: (m,) -> (H, W, 3) uint8.
-    The heatmap is drawn as `visual` says (glimpse/visual.py; `caption` labels its legend);
-    boundaries and highlight are lime's pictures and read only their own options."""
+    The heatmap is drawn as `visual` says (glimpse/visual.py; `caption` labels its legend),
+    with the superpixels `uncertain` (m,) bool marks hatched; boundaries and highlight are
+    lime's pictures and read only their own options."""
     weights = np.asarray(weights, np.float64)
     photo = image.astype(np.float32)
     if style == "heatmap":
-        return _heatmap(image, weights, visual or Visual(), caption, opacity, segments)
+        visual = visual or Visual()
+        hatched = None if uncertain is None else np.asarray(uncertain, bool)[segments]
+        return _heatmap(image, weights, visual, caption, opacity, segments, hatched)
     if style == "boundaries":
         out = photo.copy()
         order = np.argsort(-weights, kind="stable")
@@ -117,11 +121,35 @@ def _heatmap(
     caption: str,
     opacity: float,
     segments: np.ndarray | None = None,
+    hatched: np.ndarray | None = None,
 ) -> np.ndarray:
     painted, scale = paint(image, values, visual, segments=segments, opacity=opacity)
     out = np.clip(painted + 0.5, 0, 255).astype(np.uint8)
+    if hatched is not None:
+        out = hatch(out, hatched)
     if visual.legend:
         out = draw_legend(out, visual.cmap(), visual.polarity, scale.high, caption)
+    return out
+
+
+#: The hatching's two tones: a dark line and a light one beside it, seen on any colour.
+HATCH_DARK, HATCH_LIGHT = (25, 25, 25), (245, 245, 245)
+
+
+def hatch(pixels: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Diagonal hatching over the pixels `mask` (H, W) bool marks, on pixels (H, W, 3) uint8 ->
+    a copy. Lines run from bottom left to top right, `period` pixels apart (1/64 of the
+    longer side, at least 6): a dark one `period // 4` (at least 1) wide, a light one beside
+    it half as wide (at least 1)."""
+    h, w = mask.shape
+    period = max(6, round(max(h, w) / 64))
+    dark = max(1, period // 4)
+    light = max(1, dark // 2)
+    rows, cols = np.ogrid[:h, :w]
+    phase = (rows + cols) % period
+    out = pixels.copy()
+    out[mask & (phase < dark)] = HATCH_DARK
+    out[mask & (phase >= dark) & (phase < dark + light)] = HATCH_LIGHT
     return out
 
 

@@ -111,6 +111,42 @@ class Stats(BaseModel):
     )
 
 
+class ComparedClass(BaseModel):
+    class_index: int
+    importance: list[float] = Field(
+        description="one per superpixel (of `segments`): the method's weight where it explains "
+        "the superpixels, else the mean of its per-pixel map over each (gradcam, occlusion)"
+    )
+    quality: Quality | None = Field(
+        default=None, description="deletion/insertion on the shared superpixels, by importance"
+    )
+
+
+class ComparedMethod(BaseModel):
+    method: str
+    seconds: float = Field(description="its own run, quality not included")
+    model_evaluations: int = Field(description="its own, f(image) included")
+    backward_passes: int | None = None
+    explanations: list[ComparedClass] = Field(description="one per explained class, in order")
+
+
+class MethodAgreement(BaseModel):
+    """Two methods on one class: how alike their superpixel importances rank."""
+
+    methods: tuple[str, str]
+    class_index: int
+    spearman: float = Field(description="rank correlation of the importances (-1..1)")
+    top_k_overlap: float = Field(description="shared fraction of the k most important (0..1)")
+    k: int
+
+
+class Comparison(BaseModel):
+    """params.methods: every method on the same superpixels and targets."""
+
+    methods: list[ComparedMethod] = Field(description="in params.methods order")
+    agreement: list[MethodAgreement] = Field(description="every pair of methods, per class")
+
+
 class ExplanationResult(BaseModel):
     model: ModelRef
     method: str
@@ -126,6 +162,11 @@ class ExplanationResult(BaseModel):
         "GET /v1/explanations/{id}/hierarchy.npy paints its levels",
     )
     layer: str | None = Field(default=None, description="gradcam: the feature map explained")
+    comparison: Comparison | None = Field(
+        default=None,
+        description="params.methods: each method's importances, cost and quality on the "
+        "shared superpixels, and their agreement; figure.png?compare=true draws them",
+    )
     warnings: list[str] = Field(
         default_factory=list,
         description="what the reader must know before acting on the weights: a budget too "

@@ -100,7 +100,23 @@ class Settings(BaseSettings):
         description="A request body not all there after this long gets 408 (20 MiB at about "
         "1.4 Mbit/s).",
     )
-    max_queue_length: int = Field(default=200, gt=0, description="Queued jobs before 503.")
+    max_batch_images: int = Field(
+        default=64,
+        ge=1,
+        le=1000,
+        description="The most images of one batch (POST /v1/batches), and instances of one "
+        "KServe :predict / :explain.",
+    )
+    max_batch_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        gt=0,
+        description="The most image bytes of one batch or KServe request, its images together "
+        "(each also within max_upload_bytes); the body may be that plus its envelope (4/3 of "
+        "it and more as base64 JSON).",
+    )
+    max_queue_length: int = Field(
+        default=200, gt=0, description="Queued jobs before 503 (a batch needs room for each image)."
+    )
     redis_timeout_s: float = Field(
         default=1.5,
         gt=0,
@@ -189,8 +205,9 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(
         default=120,
         ge=0,
-        description="Submissions (POST /v1/explanations, KServe :predict / :explain) per API "
-        "key, or per client address without keys, in any 60 s; 0: no limit.",
+        description="Images submitted (POST /v1/explanations, /v1/batches, KServe :predict / "
+        ":explain: each image or instance counts one) per API key, or per client address "
+        "without keys, in any 60 s; 0: no limit.",
     )
 
     @field_validator("api_key_hashes", mode="before")

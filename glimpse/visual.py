@@ -32,6 +32,11 @@ Base = Literal["muted", "original", "grayscale", "mask_black", "none"]
 BASES: tuple[str, ...] = ("muted", "original", "grayscale", "mask_black", "none")
 Draw = Literal["pixels", "outlines"]
 DRAWS: tuple[str, ...] = ("pixels", "outlines")
+#: Superpixels whose sign is uncertain, |weight| < UNCERTAIN_SE standard errors (weights_se):
+#: drawn as the rest, or hatched (glimpse/render.py `hatch`).
+Uncertain = Literal["show", "hatch"]
+UNCERTAIN: tuple[str, ...] = ("show", "hatch")
+UNCERTAIN_SE = 2.0
 
 OVERLAY_UPPER, FIGURE_UPPER = 100.0, 99.9
 PIXELS_LOWER, OUTLINES_LOWER = 0.0, 62.0
@@ -51,6 +56,7 @@ class Visual:
     draw: Draw = "pixels"
     legend: bool = False
     max_side: int | None = None
+    uncertain: Uncertain = "show"
 
     def upper(self, figure: bool = False) -> float:
         if self.clip_upper is not None:

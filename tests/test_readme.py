@@ -143,9 +143,10 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
 
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
-    """A user's folder: cat.jpg (any photo will do), and for the `--model mynet.onnx`
-    example a classifier of their own and its labels."""
+    """A user's folder: cat.jpg and coffee.jpg (any photos will do), and for the `--model
+    mynet.onnx` example a classifier of their own and its labels."""
     Image.fromarray(skdata.chelsea()).save(tmp_path / "cat.jpg", quality=90)
+    Image.fromarray(skdata.coffee()).save(tmp_path / "coffee.jpg", quality=90)
     pooled_classifier(tmp_path / "mynet.onnx")
     (tmp_path / "labels.txt").write_text("".join(f"class {i}\n" for i in range(1000)))
     return tmp_path
@@ -207,6 +208,26 @@ def check_cli(out: str, cwd: Path, service: Service) -> None:
     mine = json.loads((cwd / "glimpse-out" / "cat" / "result.json").read_text())
     assert mine["model"]["name"] == "mynet" and mine["segments"]["algorithm"] == "slic"
     assert mine["predictions"][0]["label"].startswith("class ")
+    compared = json.loads((cwd / "compared" / "result.json").read_text())
+    methods = [m["method"] for m in compared["comparison"]["methods"]]
+    assert methods == ["gradcam", "lime", "kernel_shap"]
+    assert is_png(cwd / "compared" / "figure-compare.png")
+    for name in ("cat", "coffee"):  # several images: a folder each
+        many = json.loads((cwd / "many" / name / "result.json").read_text())
+        photo = (cwd / f"{name}.jpg").read_bytes()
+        assert many["image"]["sha256"] == hashlib.sha256(photo).hexdigest()
+        assert many["stats"]["model_evaluations"] <= 200
+
+
+def check_batch(out: str, cwd: Path, service: Service) -> None:
+    batch = json.loads(next(line for line in out.splitlines() if line.startswith("{")))
+    assert batch["status"] == "finished", batch
+    assert batch["counts"]["finished"] == len(batch["jobs"]) == 2
+    assert batch["progress"]["done"] == batch["progress"]["total"] > 0
+    # the last line deleted the batch and its jobs
+    assert httpx.get(f"{service.url}/v1/batches/{batch['id']}").status_code == 404
+    for job in batch["jobs"]:
+        assert httpx.get(f"{service.url}/v1/explanations/{job['id']}").status_code == 404
 
 
 def check_client(out: str, cwd: Path, service: Service) -> None:
@@ -234,6 +255,7 @@ Check = Callable[[str, Path, Service], None]
 # A block is recognised by a line of its own; each runnable block must match exactly one.
 CHECKS: dict[str, Check] = {
     "/v1/explanations | python3": check_curl,
+    "/v1/batches | python3": check_batch,
     "api = httpx.Client(": check_httpx,
     "glimpse explain cat.jpg --method kernel_shap": check_cli,
     "from glimpse.client import GlimpseClient": check_client,

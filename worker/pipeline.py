@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from glimpse.cards import ModelCard
-from glimpse.images import DecodedImage, decode_image, encode_maps, encode_png
+from glimpse.images import DecodedImage, decode_image, encode_png, encode_stored
 from glimpse.limits import check_request
 from glimpse.params import ExplainParams
 from glimpse.result import ExplanationResult
@@ -46,10 +46,12 @@ class Explained:
         return encode_png(self.explanation.segments.astype(np.uint16))
 
     def stored_maps(self) -> bytes | None:
-        """The method's own per-pixel maps, compressed (gradcam), else None: the others'
-        maps are their weights painted on the segments."""
-        maps = self.explanation.pixel_maps
-        return None if maps is None else encode_maps(maps)
+        """The method's own per-pixel maps (gradcam, the gradient methods) and, for a
+        comparison, every method's maps for its figure, compressed; None when there are
+        neither: the other methods' maps are their weights painted on the segments."""
+        comparison = self.explanation.comparison
+        maps = None if comparison is None else np.stack([r.maps for r in comparison.runs])
+        return encode_stored(self.explanation.pixel_maps, maps)
 
 
 def decode(data: bytes, settings: Settings) -> DecodedImage:

@@ -8,9 +8,13 @@ from glimpse.images import DecodedImage
 from glimpse.params import ExplainParams
 from glimpse.result import (
     ClassExplanation,
+    ComparedClass,
+    ComparedMethod,
+    Comparison,
     Completeness,
     ExplanationResult,
     ImageInfo,
+    MethodAgreement,
     ModelRef,
     Prediction,
     Quality,
@@ -18,7 +22,9 @@ from glimpse.result import (
     Stats,
     XraiRegion,
 )
+from worker.engine import compare
 from worker.engine.explain import Explanation
+from worker.engine.quality import Quality as EngineQuality
 from worker.engine.uncertainty import top_k
 from worker.runtime.base import RuntimeInfo
 
@@ -96,8 +102,53 @@ def build_result(
         if explanation.hierarchy is None
         else [(int(a), int(b)) for a, b in explanation.hierarchy],
         layer=explanation.layer,
+        comparison=None
+        if explanation.comparison is None
+        else comparison_result(explanation.comparison, explanation.targets),
         warnings=budget_warnings(explanation, params, labels)
         + completeness_warnings(explanation, params, labels),
+    )
+
+
+def comparison_result(found: compare.Comparison, targets: np.ndarray) -> Comparison:
+    def quality(q: EngineQuality | None, k: int) -> Quality | None:
+        if q is None:
+            return None
+        return Quality(
+            deletion_auc=float(q.deletion_auc[k]),
+            insertion_auc=float(q.insertion_auc[k]),
+            steps=q.steps,
+        )
+
+    return Comparison(
+        methods=[
+            ComparedMethod(
+                method=run.method,
+                seconds=round(run.seconds, 4),
+                model_evaluations=run.model_evaluations,
+                backward_passes=run.backward_passes,
+                explanations=[
+                    ComparedClass(
+                        class_index=int(c),
+                        importance=[float(v) for v in run.importance[k]],
+                        quality=quality(run.quality, k),
+                    )
+                    for k, c in enumerate(targets)
+                ],
+            )
+            for run in found.runs
+        ],
+        agreement=[
+            MethodAgreement(
+                methods=(pair.a, pair.b),
+                class_index=int(c),
+                spearman=float(pair.spearman[k]),
+                top_k_overlap=float(pair.top_overlap[k]),
+                k=pair.k,
+            )
+            for pair in found.agreement
+            for k, c in enumerate(targets)
+        ],
     )
 
 
@@ -170,7 +221,9 @@ def completeness_warnings(
 
 def _regions(params: ExplainParams) -> str:
     """What the segments are: superpixels of the chosen algorithm, occlusion's window cells
-    or Grad-CAM's feature-map cells."""
+    or Grad-CAM's feature-map cells (a comparison's are always the superpixels)."""
+    if params.methods is not None:
+        return params.segmentation.algorithm
     if params.method == "occlusion":
         return "occlusion_cells"
     if params.method == "gradcam":

@@ -13,6 +13,7 @@ from fastapi import Depends, Request
 from redis import Redis
 from rq import Queue
 
+from glimpse.batches import BatchStore
 from glimpse.cards import ModelRegistry
 from glimpse.settings import Settings
 from glimpse.store import JobStore
@@ -33,6 +34,11 @@ async def get_store(request: Request) -> JobStore:
     return store
 
 
+async def get_batches(request: Request) -> BatchStore:
+    batches: BatchStore = request.app.state.batches
+    return batches
+
+
 async def get_queue(request: Request) -> Queue:
     queue: Queue = request.app.state.queue
     return queue
@@ -46,5 +52,6 @@ async def get_registry(request: Request) -> ModelRegistry:
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 RedisDep = Annotated[Redis, Depends(get_redis)]
 StoreDep = Annotated[JobStore, Depends(get_store)]
+BatchStoreDep = Annotated[BatchStore, Depends(get_batches)]
 QueueDep = Annotated[Queue, Depends(get_queue)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]

@@ -12,7 +12,7 @@ from fastapi import Depends, Query
 
 from glimpse.colormaps import ColorMapName
 from glimpse.errors import InvalidParams
-from glimpse.visual import Base, Draw, Polarity, Visual
+from glimpse.visual import Base, Draw, Polarity, Uncertain, Visual
 
 MAX_SIDE_LIMIT = 16384
 
@@ -95,8 +95,18 @@ async def overlay_visual(
         bool, Query(description="draw a colour bar with its label along the bottom edge")
     ] = False,
     max_side: MaxSideQuery = None,
+    uncertain: Annotated[
+        Uncertain,
+        Query(
+            description="`hatch`: diagonal hatching over the superpixels whose sign is "
+            "uncertain, |weight| < 2 standard errors (`weights_se`: lime and kernel_shap; a "
+            "422 for a method without them); `show` (the default): drawn as the rest"
+        ),
+    ] = "show",
 ) -> Visual:
-    visual = Visual(polarity, clip_upper, clip_lower, color_map, overlay, draw, legend, max_side)
+    visual = Visual(
+        polarity, clip_upper, clip_lower, color_map, overlay, draw, legend, max_side, uncertain
+    )
     return checked(visual, figure=False)
 
 

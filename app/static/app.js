@@ -1,9 +1,14 @@
-// Glimpse web page: upload → submit → poll progress → predictions and overlays.
+// Glimpse web page: upload → submit → follow progress (events, else polling) → predictions,
+// overlays and quality numbers.
 "use strict";
 const $ = (id) => document.getElementById(id);
 let file = null;
 let job = null;
 let originalUrl = null;
+let run = 0; // the submission being followed: an older one's events and polls stop
+let source = null; // its EventSource, while open
+const FINAL = ["finished", "failed", "canceled"];
+const SILENT_MS = 5000; // an EventSource with no event by then is buffered by a proxy: poll
 const KEY_STORAGE = "glimpse-api-key";
 let keyRefused = false; // the last /v1/models answered 401: the status panel says so
 
@@ -82,6 +87,7 @@ async function loadModels() {
     option.disabled = offered.size > 0 && !offered.has(option.value);
     option.title = option.disabled ? "no live worker offers this method (it needs PyTorch)" : "";
   }
+  GlimpseCompare.offer(offered);
 }
 
 function choose(f) {
@@ -120,6 +126,8 @@ function showError(text) {
 async function submit(event) {
   event.preventDefault();
   if (!file) return;
+  const token = ++run;
+  if (source) source.close();
   $("submit").disabled = true;
   $("results").hidden = true;
   $("error").hidden = true;
@@ -131,7 +139,9 @@ async function submit(event) {
     method: $("method").value,
     targets: { top_k: Number($("top-k").value) },
   };
-  if (["integrated_gradients", "xrai"].includes(params.method)) {
+  const methods = GlimpseCompare.methods(params.method);
+  if (methods) params.methods = methods;
+  if ((methods || [params.method]).some((m) => ["integrated_gradients", "xrai"].includes(m))) {
     params.integrated_gradients = { steps: Number($("steps").value) };
   }
   if ($("auto-samples").checked) {
@@ -144,24 +154,74 @@ async function submit(event) {
   body.append("image", file, file.name);
   body.append("params", JSON.stringify(params));
   const response = await api("/v1/explanations", { method: "POST", body });
+  if (token !== run) return; // submitted again meanwhile
   if (!response.ok) return showError(await problemText(response));
   job = await response.json();
-  poll();
+  showProgress(job);
+  follow(token);
 }
 
-async function poll() {
-  const response = await api(`/v1/explanations/${job.id}`);
-  if (!response.ok) return showError(await problemText(response));
-  job = await response.json();
-  const { done, total } = job.progress;
+function showProgress(state) {
+  const { done, total } = state.progress;
   $("progress").max = Math.max(total, 1);
   $("progress").value = done;
-  $("status-text").textContent = `${job.status} — ${done} / ${total} model evaluations`;
+  $("status-text").textContent = `${state.status} — ${done} / ${total} model evaluations`;
+}
+
+// Progress from the job's events stream (Server-Sent Events), polling where it cannot be
+// had: with an API key (EventSource cannot send the header), without EventSource, when the
+// stream fails, or when a buffering proxy holds its events back.
+function follow(token) {
+  if (FINAL.includes(job.status)) return poll(token); // an earlier identical job: nothing to follow
+  if (apiKey() || typeof EventSource === "undefined") return poll(token);
+  const stream = new EventSource(`/v1/explanations/${job.id}/events`);
+  source = stream;
+  document.body.dataset.progress = "events";
+  document.body.dataset.events = "0";
+  let heard = false;
+  let ended = false;
+  const fallBack = () => {
+    stream.close();
+    if (ended || token !== run) return;
+    ended = true;
+    document.body.dataset.progress = "polling";
+    poll(token);
+  };
+  const silent = setTimeout(() => { if (!heard) fallBack(); }, SILENT_MS);
+  stream.onmessage = (event) => {
+    if (token !== run) return stream.close();
+    heard = true;
+    document.body.dataset.events = String(Number(document.body.dataset.events) + 1);
+    const state = JSON.parse(event.data);
+    showProgress(state);
+    if (state.status === "deleted") {
+      ended = true;
+      stream.close();
+      return showError("The job was deleted");
+    }
+    if (FINAL.includes(state.status)) {
+      ended = true;
+      stream.close();
+      clearTimeout(silent);
+      poll(token); // the job whole: its result or error
+    }
+  };
+  // Before any event, or once the browser gives up reconnecting (CLOSED): poll instead.
+  stream.onerror = () => { if (!heard || stream.readyState === EventSource.CLOSED) fallBack(); };
+}
+
+async function poll(token) {
+  if (token !== run) return;
+  const response = await api(`/v1/explanations/${job.id}`);
+  if (token !== run) return;
+  if (!response.ok) return showError(await problemText(response));
+  job = await response.json();
+  showProgress(job);
   if (job.status === "finished") return showResult();
   if (job.status === "failed" || job.status === "canceled") {
     return showError(job.error ? `${job.error.title}: ${job.error.detail}` : job.status);
   }
-  setTimeout(poll, 300);
+  setTimeout(() => poll(token), 300);
 }
 
 // The heatmap's visualisation options (docs/api.md); each is sent only when it is not the
@@ -181,26 +241,27 @@ function overlayUrl(classIndex) {
     if ($(id).value !== fallback) query.set(name, $(id).value);
   }
   if ($("legend").checked) query.set("legend", "true");
+  if ($("uncertain").checked && !$("uncertain").disabled) query.set("uncertain", "hatch");
   return `/v1/explanations/${job.id}/overlay.png?${query}`;
 }
 
-function showResult() {
+function currentStyle() {
+  return document.querySelector("input[name=style]:checked").value;
+}
+
+// Each class's overlay over the photo; the grid style is one picture of every class.
+function drawExplanations() {
   const result = job.result;
-  $("progress").value = $("progress").max;
-  $("submit").disabled = false;
-  const warnings = result.warnings || [];
-  $("warnings").replaceChildren(...warnings.map((text) => {
-    const li = document.createElement("li");
-    li.textContent = text;
-    return li;
-  }));
-  $("warnings").hidden = warnings.length === 0;
-  const list = $("predictions");
-  list.replaceChildren(...result.predictions.map((p) => {
-    const li = document.createElement("li");
-    li.textContent = `${p.label} — ${(100 * p.probability).toFixed(1)}%`;
-    return li;
-  }));
+  if (currentStyle() === "grid") {
+    const figure = document.createElement("figure");
+    const grid = new Image();
+    grid.className = "overlay grid";
+    grid.dataset.classIndex = result.explanations[0].class_index;
+    grid.alt = "Every explained class side by side, on one colour scale";
+    setImage(grid, overlayUrl(grid.dataset.classIndex));
+    figure.append(grid);
+    return $("explanations").replaceChildren(figure);
+  }
   const figures = result.explanations.map((e) => {
     const figure = document.createElement("figure");
     const stack = document.createElement("div");
@@ -221,6 +282,68 @@ function showResult() {
     return figure;
   });
   $("explanations").replaceChildren(...figures);
+}
+
+const number = (value, digits = 3) => (value == null ? "—" : value.toFixed(digits));
+
+// The numbers that say how far to trust the maps: faithfulness (RISE deletion/insertion
+// AUC), whether the top regions are settled, how many signs are uncertain, IG's
+// completeness gap, and what the run spent.
+function showQuality(result) {
+  const s = result.stats;
+  const parts = [`${s.model_evaluations} model evaluations`];
+  if (s.quality_evaluations) parts.push(`+${s.quality_evaluations} for the quality curves`);
+  let text = `${parts.join(" ")} in ${s.seconds.toFixed(2)} s`;
+  if (s.converged != null) {
+    const how = s.converged ? "converged" : "not converged (reached its cap)";
+    text += `; auto budget: ${s.rounds} rounds, ${how}`;
+  }
+  $("run-stats").textContent = `${text}.`;
+  const rows = result.explanations.map((e) => {
+    const uncertain = e.weights_se
+      ? `${e.weights.filter((w, i) => Math.abs(w) < 2 * e.weights_se[i]).length} of ${e.weights.length}`
+      : "—";
+    const settled = e.top_settled == null ? "—" : e.top_settled ? "yes" : "no";
+    const gap = e.completeness ? `${(100 * e.completeness.relative_gap).toFixed(1)} %` : "—";
+    const cells = [e.label, number(e.quality && e.quality.deletion_auc),
+      number(e.quality && e.quality.insertion_auc), settled, uncertain, gap];
+    const tr = document.createElement("tr");
+    tr.dataset.classIndex = e.class_index;
+    for (const value of cells) {
+      const td = document.createElement("td");
+      td.textContent = value;
+      tr.append(td);
+    }
+    return tr;
+  });
+  $("quality-table").tBodies[0].replaceChildren(...rows);
+}
+
+function showResult() {
+  const result = job.result;
+  $("progress").value = $("progress").max;
+  $("submit").disabled = false;
+  const warnings = result.warnings || [];
+  $("warnings").replaceChildren(...warnings.map((text) => {
+    const li = document.createElement("li");
+    li.textContent = text;
+    return li;
+  }));
+  $("warnings").hidden = warnings.length === 0;
+  const list = $("predictions");
+  list.replaceChildren(...result.predictions.map((p) => {
+    const li = document.createElement("li");
+    li.textContent = `${p.label} — ${(100 * p.probability).toFixed(1)}%`;
+    return li;
+  }));
+  // Hatching needs standard errors (LIME, Kernel SHAP); other methods have none.
+  const se = result.explanations.every((e) => e.weights_se);
+  $("uncertain").disabled = !se;
+  $("uncertain").title = se ? "" : `${result.method} gives no standard errors`;
+  if (!se) $("uncertain").checked = false;
+  drawExplanations();
+  showQuality(result);
+  GlimpseCompare.show(job, setImage);
   const blob = new Blob([JSON.stringify(result, null, 2)], { type: "application/json" });
   $("download-json").href = URL.createObjectURL(blob);
   $("download-npy").href = `/v1/explanations/${job.id}/attribution.npy`;
@@ -247,11 +370,23 @@ document.addEventListener("DOMContentLoaded", () => {
   loadModels();
   $("explain-form").addEventListener("submit", submit);
   for (const radio of document.querySelectorAll("input[name=style]")) {
-    radio.addEventListener("change", refreshOverlays);
+    radio.addEventListener("change", () => { if (job && job.result) drawExplanations(); });
   }
   for (const [, id] of VISUAL) $(id).addEventListener("change", refreshOverlays);
   $("legend").addEventListener("change", refreshOverlays);
+  $("uncertain").addEventListener("change", refreshOverlays);
+  $("fit-width").addEventListener("change", () => {
+    $("explanations").classList.toggle("fit", $("fit-width").checked);
+  });
+  $("auto-samples").addEventListener("change", () => {
+    $("samples-label").textContent = $("auto-samples").checked
+      ? "Budget: at most (model evaluations)"
+      : "Budget (model evaluations)";
+  });
   $("opacity").addEventListener("input", () => {
-    for (const img of document.querySelectorAll("img.overlay")) img.style.opacity = $("opacity").value;
+    // the grid is a picture of its own, with nothing under it to show through
+    for (const img of document.querySelectorAll("img.overlay:not(.grid)")) {
+      img.style.opacity = $("opacity").value;
+    }
   });
 });

@@ -1,10 +1,14 @@
-"""`glimpse explain IMAGE`: one explanation in this process (no Redis), written to a folder.
+"""`glimpse explain IMAGE...`: explanations in this process (no Redis), written to folders.
 
 Writes DIR/result.json (the `result` object of docs/api.md), DIR/attribution.npy (float32
 [K, H, W]), DIR/segments.png (16-bit superpixel ids), DIR/overlay-<class_index>.png,
 DIR/figure.png (every explained class side by side; both drawn as the visualisation flags
-of cli/commands/explain_visual.py say) and, for partition_shap,
-DIR/hierarchy.npy (float32 [K, L, H, W], the split tree's coarse-to-fine maps).
+of cli/commands/explain_visual.py say), for partition_shap
+DIR/hierarchy.npy (float32 [K, L, H, W], the split tree's coarse-to-fine maps) and, with
+--methods, DIR/figure-compare.png (every method side by side, as figure.png?compare=true).
+
+With several images, each gets a folder of its own under DIR (`out_dirs`), every image is
+read and checked before the model loads, and the model loads once for all of them.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import sys
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cli.commands import explain_visual
 from cli.commands.explain_params import (
@@ -28,23 +32,41 @@ from glimpse.cards import ModelCard, ModelRegistry
 from glimpse.errors import GlimpseError, InvalidParams, NotFound, UnsupportedImage
 from glimpse.params import Method
 
+if TYPE_CHECKING:  # the worker is imported when a command runs: `glimpse --help` stays quick
+    from glimpse.images import DecodedImage
+    from glimpse.settings import Settings
+    from glimpse.visual import Visual
+    from worker.pipeline import Explained
+
 METHODS: tuple[str, ...] = typing.get_args(Method)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "explain",
-        help="explain one image in this process (no Redis)",
-        description="Explain why a model classifies IMAGE as it does (LIME, Kernel SHAP, "
+        help="explain images in this process (no Redis)",
+        description="Explain why a model classifies each IMAGE as it does (LIME, Kernel SHAP, "
         "Partition SHAP, Grad-CAM, occlusion, Integrated Gradients or XRAI).",
     )
-    p.add_argument("image", metavar="IMAGE", help="JPEG, PNG, WebP, BMP or TIFF file")
+    p.add_argument(
+        "image",
+        metavar="IMAGE",
+        nargs="+",
+        help="JPEG, PNG, WebP, BMP or TIFF file; several are explained one after the other "
+        "with the model loaded once",
+    )
     p.add_argument(
         "--model",
         metavar="NAME|FILE.onnx",
         help="a registered model name, or an .onnx file (default: the settings' default model)",
     )
-    p.add_argument("--method", choices=METHODS, default="lime")
+    p.add_argument("--method", choices=METHODS, help="default: lime, or the first of --methods")
+    p.add_argument(
+        "--methods",
+        metavar="M,M,...",
+        help="compare 2-7 methods in one run on the same superpixels (the first is --method); "
+        "result.json gains `comparison`, the folder figure-compare.png",
+    )
     p.add_argument(
         "--window", type=int, metavar="PX", help="occlusion: window side in pixels (default 32)"
     )
@@ -99,7 +121,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     targets.add_argument("--classes", metavar="I,J", help="explain these class indices")
     p.add_argument("--seed", type=int, default=0, metavar="S")
     p.add_argument(
-        "--out", metavar="DIR", help="output folder (default ./glimpse-out/<image stem>)"
+        "--out",
+        metavar="DIR",
+        help="output folder (default ./glimpse-out/<image stem>); with several images, "
+        "DIR/<image stem>/ each (default ./glimpse-out/<image stem>/; a stem met again "
+        "gets -2, -3, ...)",
     )
     p.add_argument(
         "--segmentation",
@@ -181,40 +207,100 @@ def resolve_model(args: argparse.Namespace, models_dir: Path, default: str) -> C
 
 # --- the command ----------------------------------------------------------------------------
 def run(args: argparse.Namespace) -> int:
-    from glimpse import artifacts
     from glimpse.settings import get_settings
-    from worker.pipeline import ModelInUse, check, decode, explain_image
+    from worker.pipeline import ModelInUse, check, explain_image
     from worker.runtime.loader import build_runtime
 
     settings = get_settings()
-    image_path = Path(args.image)
-    if not image_path.is_file():
-        raise NotFound(f"no such image file: {image_path}")
+    paths = [Path(image) for image in args.image]
+    for path in paths:
+        if not path.is_file():
+            raise NotFound(f"no such image file: {path}")
     params = params_from_args(args, None)
     visual = explain_visual.visual_from_args(args)
-    try:
-        data = image_path.read_bytes()
-    except OSError as exc:
-        raise NotFound(f"cannot read {image_path}: {exc.strerror}") from None
-    try:
-        image = decode(data, settings)
-    except UnsupportedImage as exc:
-        detail = re.sub(r"\s*<_io\.BytesIO object at 0x[0-9a-f]+>", "", exc.detail)
-        raise UnsupportedImage(f"{image_path}: {detail}") from None
     model_ref = resolve_model(args, settings.models_dir, settings.default_model)
     if model_ref.registered:
         params = params.model_copy(update={"model": model_ref.name})
-    try:  # the API's and the worker's own checks, before the model is loaded
-        check(params, model_ref.card, image, settings)
-    except InvalidParams as exc:
-        raise naming_the_option(exc, image_path) from None
+    # Every image is read and passes the API's and the worker's own checks before the model
+    # loads; with several, each is decoded again when its turn comes (one held at a time).
+    decoded: list[DecodedImage] = []
+    for path in paths:
+        image = _read_image(path, settings)
+        try:
+            check(params, model_ref.card, image, settings)
+        except InvalidParams as exc:
+            raise naming_the_option(exc, path) from None
+        decoded = [image] if len(paths) == 1 else []
     runtime = build_runtime(model_ref.path, model_ref.card, settings)
     model = ModelInUse(model_ref.name, model_ref.card, model_ref.labels, runtime)
-    with _ProgressBar(disable=args.quiet) as bar:
-        explained = explain_image(image, model, params, settings, progress=bar.update)
-    explanation, result = explained.explanation, explained.result
+    for path, out in zip(paths, out_dirs(paths, args.out), strict=True):
+        image = decoded[0] if decoded else _read_image(path, settings)
+        desc = "evaluating" if len(paths) == 1 else path.name
+        try:
+            with _ProgressBar(disable=args.quiet, desc=desc) as bar:
+                explained = explain_image(image, model, params, settings, progress=bar.update)
+        except GlimpseError as exc:
+            if len(paths) > 1:  # which of them
+                exc.detail = f"{path}: {exc.detail}"
+            raise
+        result = explained.result
+        _write(out, image, explained, visual)
+        top = result.predictions[0]
+        print(
+            f"{path.name}: {top.label!r} ({top.class_index}) p={top.probability:.3f}; "
+            f"{params.method} over {result.segments.count} regions, "
+            f"{result.stats.model_evaluations} evaluations in {result.stats.seconds:.1f} s "
+            f"-> {out}"
+        )
+        for warning in result.warnings:  # also in result.json
+            prefix = "warning: " if len(paths) == 1 else f"warning: {path.name}: "
+            print(f"{prefix}{warning}", file=sys.stderr)
+    return 0
 
-    out = Path(args.out) if args.out else Path("glimpse-out") / image_path.stem
+
+def out_dirs(paths: list[Path], out: str | None) -> list[Path]:
+    """Each image's output folder. One image: DIR (default glimpse-out/<stem>). Several:
+    DIR/<stem> each (default glimpse-out/<stem>); the first image of a stem keeps it, a later
+    one gets <stem>-2, <stem>-3, ..., the first not taken by an earlier image or by another
+    image's own stem (a.png a.jpg a-2.png: a, a-3, a-2)."""
+    if len(paths) == 1:
+        return [Path(out) if out else Path("glimpse-out") / paths[0].stem]
+    root = Path(out) if out else Path("glimpse-out")
+    stems = {path.stem for path in paths}
+    taken: set[str] = set()
+    dirs = []
+    for path in paths:
+        name, k = path.stem, 1
+        while name in taken or (k > 1 and name in stems):
+            k += 1
+            name = f"{path.stem}-{k}"
+        taken.add(name)
+        dirs.append(root / name)
+    return dirs
+
+
+def _read_image(path: Path, settings: Settings) -> DecodedImage:
+    """The decoded image of a file, or one line naming it."""
+    from worker.pipeline import decode
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise NotFound(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        return decode(data, settings)
+    except UnsupportedImage as exc:
+        detail = re.sub(r"\s*<_io\.BytesIO object at 0x[0-9a-f]+>", "", exc.detail)
+        raise UnsupportedImage(f"{path}: {detail}") from None
+
+
+def _write(out: Path, image: DecodedImage, explained: Explained, visual: Visual) -> None:
+    """The files of one explanation (the module docstring) in folder `out`."""
+    import numpy as np
+
+    from glimpse import artifacts
+
+    explanation, result = explained.explanation, explained.result
     try:
         out.mkdir(parents=True, exist_ok=True)
         (out / "result.json").write_text(
@@ -233,35 +319,30 @@ def run(args: argparse.Namespace) -> int:
             (out / f"overlay-{e.class_index}.png").write_bytes(overlay)
         figure = artifacts.figure_png(image.pixels, result, maps, visual)
         (out / "figure.png").write_bytes(figure)
+        if explanation.comparison is not None:
+            compared = np.stack([run.maps for run in explanation.comparison.runs])
+            figure = artifacts.comparison_png(image.pixels, result, compared, visual)
+            (out / "figure-compare.png").write_bytes(figure)
         if result.hierarchy is not None:
             levels = artifacts.hierarchy_maps(result, segments)
             (out / "hierarchy.npy").write_bytes(artifacts.npy(levels))
     except OSError as exc:
         raise GlimpseError(f"cannot write to {out}: {exc}") from None
 
-    top = result.predictions[0]
-    print(
-        f"{image_path.name}: {top.label!r} ({top.class_index}) p={top.probability:.3f}; "
-        f"{params.method} over {result.segments.count} regions, "
-        f"{result.stats.model_evaluations} evaluations in {result.stats.seconds:.1f} s -> {out}"
-    )
-    for warning in result.warnings:  # also in result.json
-        print(f"warning: {warning}", file=sys.stderr)
-    return 0
-
 
 class _ProgressBar:
     """tqdm on stderr, driven by the engine's progress(done, total) callback."""
 
-    def __init__(self, *, disable: bool) -> None:
+    def __init__(self, *, disable: bool, desc: str = "evaluating") -> None:
         self.disable = disable
+        self.desc = desc
         self.bar: Any = None
 
     def __enter__(self) -> _ProgressBar:
         if not self.disable:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=1, unit="eval", file=sys.stderr, desc="evaluating", leave=True)
+            self.bar = tqdm(total=1, unit="eval", file=sys.stderr, desc=self.desc, leave=True)
         return self
 
     def update(self, done: int, total: int) -> None:

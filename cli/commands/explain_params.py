@@ -80,11 +80,14 @@ def _samples(text: str) -> int | str:
 
 def params_from_args(args: argparse.Namespace, model_name: str | None) -> ExplainParams:
     raw: dict[str, Any] = {
-        "method": args.method,
         "num_samples": _samples(args.samples),
         "seed": args.seed,
         "output_space": args.output_space,
     }
+    if args.method is not None:
+        raw["method"] = args.method
+    if args.methods is not None:
+        raw["methods"] = [m.strip() for m in args.methods.split(",") if m.strip()]
     if args.max_samples is not None:
         raw["max_samples"] = args.max_samples
     if model_name is not None:
@@ -135,6 +138,7 @@ _FLAGS = {
     "targets": "--top-k/--classes",
     "seed": "--seed",
     "method": "--method",
+    "methods": "--methods",
     "segmentation": "--segmentation",
     "background": "--background",
     "batch_size": "--batch-size",

@@ -69,10 +69,16 @@ def redis_argv(binary: str, port: int, directory: str, *, appendonly: bool = Fal
     ]
 
 
+#: Seconds the API lets open requests finish once told to stop: a submission takes well
+#: under it; an events stream (GET …/events) would hold uvicorn open until its job ends.
+API_GRACE_S = 5
+
+
 def api_argv(host: str, port: int, *extra: str) -> list[str]:
     """The API: uvicorn serving `create_app`, settings from the environment."""
     return [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory"] + [
-        *("--host", host, "--port", str(port), *extra)
+        *("--host", host, "--port", str(port)),
+        *("--timeout-graceful-shutdown", str(API_GRACE_S), *extra),
     ]
 
 

@@ -8,10 +8,11 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 
 import numpy as np
 from api_helpers import assert_problem
-from services import DEFAULT_MODEL
+from services import DEFAULT_MODEL, png_bytes
 from skimage.transform import resize
 
 FAST = {"num_samples": 60, "segmentation": {"algorithm": "slic", "n_segments": 12}}
@@ -88,3 +89,30 @@ def test_sync_calls_time_out_with_504(app_client, chelsea_png: bytes) -> None:
     problem = assert_problem(client.post(f"/v1/models/{DEFAULT_MODEL}:explain", json=body), 504)
     assert "poll /v1/explanations/" in problem["detail"]
     assert_problem(client.post(f"/v1/models/{DEFAULT_MODEL}:predict", json=body), 504)
+
+
+def test_explain_with_several_instances_answers_each_in_order(client, chelsea) -> None:
+    """One job per instance, queued together; the answers in instance order."""
+    images = [png_bytes(np.ascontiguousarray(chelsea[:, ::-1])), png_bytes(chelsea[::2, ::2])]
+    body = {
+        "instances": [{"b64": b64(data)} for data in images],
+        "parameters": {"seed": 22, **FAST},
+    }
+    r = client.post(f"/v1/models/{DEFAULT_MODEL}:explain", json=body, timeout=120)
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert len(doc["explanations"]) == len(doc["predictions"]) == 2
+    for data, explanation, top5 in zip(
+        images, doc["explanations"], doc["predictions"], strict=True
+    ):
+        assert explanation["image"]["sha256"] == hashlib.sha256(data).hexdigest()
+        assert explanation["predictions"] == top5 and top5[0]["class_index"] == 285
+
+
+def test_more_instances_than_a_batch_takes_are_413(app_client, chelsea_png: bytes) -> None:
+    client = app_client(max_batch_images=2)
+    body = {"instances": [b64(chelsea_png)] * 3, "parameters": FAST}
+    for verb in ("predict", "explain"):
+        problem = assert_problem(client.post(f"/v1/models/{DEFAULT_MODEL}:{verb}", json=body), 413)
+        assert problem["errors"] == [{"loc": ["body", "instances"], "msg": "at most 2 instances"}]
+        assert problem["detail"] == "3 instances in one request; the limit is 2"

@@ -208,6 +208,9 @@ def test_gradient_methods_are_422_at_submit_when_no_live_worker_has_pytorch(
             body = assert_problem(submit_multipart(client, small_png, params), 422)
             assert body["errors"][0]["loc"] == ["params", "method"]
             assert "PyTorch" in body["detail"]
+        compared = {"methods": ["lime", "xrai"], "cache": False}  # a comparison, as much
+        body = assert_problem(submit_multipart(client, small_png, compared), 422)
+        assert body["errors"][0]["loc"] == ["params", "methods"] and "xrai" in body["detail"]
         assert redis_server.client.llen("rq:queue:glimpse") == waiting
         listed = client.get("/v1/models").json()[0]["methods"]
         assert "lime" in listed and "xrai" not in listed

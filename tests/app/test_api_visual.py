@@ -111,6 +111,30 @@ def test_positive_polarity_leaves_the_negative_superpixels_as_the_photo(
     assert (gray[negative].max(axis=1) - gray[negative].min(axis=1) == 0).all()
 
 
+def test_uncertain_hatch_hatches_the_superpixels_within_two_standard_errors(
+    client: httpx.Client, lime: dict, chelsea_png: bytes
+) -> None:
+    base = f"/v1/explanations/{lime['id']}"
+    with Image.open(io.BytesIO(client.get(f"{base}/segments.png").content)) as img:
+        segments = np.asarray(img).astype(np.int64)
+    explained = lime["result"]["explanations"][0]
+    weights, se = np.asarray(explained["weights"]), np.asarray(explained["weights_se"])
+    uncertain = (np.abs(weights) < 2 * se)[segments]
+    assert uncertain.any() and (~uncertain).any()  # 60 evaluations: some, not all
+    plain = png(client, f"{base}/overlay.png")
+    hatched = png(client, f"{base}/overlay.png", uncertain="hatch")
+    changed = (hatched != plain).any(axis=2)
+    assert not changed[~uncertain].any()
+    assert 0.1 < changed[uncertain].mean() < 0.6  # lines, not a fill
+    assert (hatched[changed] == (25, 25, 25)).all(axis=1).mean() > 0.5  # dark lines mostly
+    # A method without standard errors cannot say which signs are uncertain.
+    r = submit_json(client, chelsea_png, {"method": "gradcam"})
+    job = wait_for_job(client, r.json()["id"], timeout=120)
+    refused = client.get(f"/v1/explanations/{job['id']}/overlay.png", params={"uncertain": "hatch"})
+    assert assert_problem(refused, 422)["errors"][0]["loc"] == ["query", "uncertain"]
+    assert "weights_se" in refused.json()["detail"]
+
+
 @pytest.mark.parametrize(
     ("path", "query", "loc"),
     [
@@ -124,6 +148,7 @@ def test_positive_polarity_leaves_the_negative_superpixels_as_the_photo(
         ("overlay.png", {"draw": "crayons"}, "draw"),
         ("overlay.png", {"legend": "maybe"}, "legend"),
         ("overlay.png", {"max_side": 3}, "max_side"),
+        ("overlay.png", {"uncertain": "blur"}, "uncertain"),
         ("figure.png", {"clip_lower": 99.95}, "clip_lower"),
         ("figure.png", {"color_map": "jet"}, "color_map"),
         ("figure.png", {"max_side": "big"}, "max_side"),

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -15,6 +16,8 @@ import httpx
 import pytest
 from api_helpers import FAST_PARAMS, submit_multipart
 from services import REPO, base_env, free_port, wait_for_job, wait_until
+
+from cli.commands.up import STOP_TIMEOUT_S
 
 
 def children_of(pid: int) -> list[int]:
@@ -75,17 +78,30 @@ def test_glimpse_up_serves_and_stops_cleanly(
             r = submit_multipart(client, small_png, FAST_PARAMS)
             assert r.status_code == 202, r.text
             assert wait_for_job(client, r.json()["id"])["status"] == "finished"
+            # A browser following a long job's events: it must not hold the stop up.
+            long = {**FAST_PARAMS, "num_samples": 100_000, "quality": False, "cache": False}
+            r = submit_multipart(client, small_png, long)
+            assert r.status_code == 202, r.text
+            streaming = threading.Event()
+            follower = threading.Thread(
+                target=follow, args=(port, r.json()["id"], streaming), daemon=True
+            )
+            follower.start()
+            assert streaming.wait(30), "the events stream did not open"
         finally:
             client.close()
+            stopped = time.monotonic()
             proc.send_signal(stop_signal)
             try:
                 code = proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 raise
+            stop_s = time.monotonic() - stopped
         log.seek(0)
         output = log.read().decode(errors="replace")
     assert code == 0, output
+    assert stop_s < STOP_TIMEOUT_S, (stop_s, output)  # nothing waited to be killed
     assert f"http://127.0.0.1:{port}/docs" in output
     deadline = time.monotonic() + 5
     while any(alive(c) for c in children) and time.monotonic() < deadline:
@@ -94,6 +110,17 @@ def test_glimpse_up_serves_and_stops_cleanly(
     redis_dir = re.search(r"kept until a clean stop, in (\S+)\)", output)
     assert redis_dir is not None, output
     assert not os.path.exists(redis_dir.group(1))
+
+
+def follow(port: int, job_id: str, streaming: threading.Event) -> None:
+    """Read a job's events until the server ends the stream or goes away."""
+    url = f"http://127.0.0.1:{port}/v1/explanations/{job_id}/events"
+    try:
+        with httpx.stream("GET", url, timeout=httpx.Timeout(5, read=60)) as r:
+            for _ in r.iter_lines():
+                streaming.set()
+    except httpx.HTTPError:
+        pass  # the server went away: what a stop does to a stream
 
 
 class Up:

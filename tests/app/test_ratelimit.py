@@ -1,5 +1,5 @@
 """app/ratelimit.py against a real redis-server: a sliding window shared by every API
-process (two limiters on one Redis count together), keyed per caller."""
+process (two limiters on one Redis count together), keyed per caller, n images at once."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from services import RedisServer
 
 from app.ratelimit import WINDOW_S, RateLimiter
-from glimpse.errors import TooManyRequests
+from glimpse.errors import PayloadTooLarge, TooManyRequests
 from glimpse.settings import Settings
 
 
@@ -73,3 +73,45 @@ def test_zero_is_no_limit(redis_server: RedisServer, prefix: str) -> None:
     limit = limiter(redis_server, 0, prefix)
     assert all(limit.wait_ms("key:a") == 0 for _ in range(500))
     assert redis_server.client.exists(limit.key("key:a")) == 0
+
+
+def test_n_images_are_admitted_at_once_or_not_at_all(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    limit = limiter(redis_server, 5, prefix)
+    key = limit.key("key:a")
+    assert limit.wait_ms("key:a", 3) == 0
+    assert redis_server.client.zcard(key) == 3
+    wait = limit.wait_ms("key:a", 3)  # 3 + 3 > 5: none of them counted
+    assert 0 < wait <= WINDOW_S * 1000
+    assert redis_server.client.zcard(key) == 3
+    assert limit.wait_ms("key:a", 2) == 0  # what was left fits
+    assert redis_server.client.zcard(key) == 5
+    assert limit.wait_ms("key:a", 6) == -1  # over the limit itself: never
+
+
+def test_a_request_counted_first_counts_its_other_images_or_gives_the_first_back(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    """limit_submissions counts one image before the body is read; count_images the rest."""
+    limit = limiter(redis_server, 4, prefix)
+    key = limit.key("key:a")
+    held = limit.admit("key:a", "this API key")
+    assert redis_server.client.zscore(key, held) is not None
+    limit.admit("key:a", "this API key", 3, held=held)  # 1 + 2 more: 3 in all
+    assert redis_server.client.zcard(key) == 3
+    held = limit.admit("key:a", "this API key")  # 4: full
+    with pytest.raises(TooManyRequests) as refused:
+        limit.admit("key:a", "this API key", 2, held=held)
+    assert "these 2 fit in" in refused.value.detail and refused.value.retry_after > 0
+    assert redis_server.client.zcard(key) == 3  # the refused request's first image taken back
+    with pytest.raises(PayloadTooLarge) as never:
+        limit.admit(
+            "key:a",
+            "this API key",
+            5,
+            held=limit.admit("key:a", "this API key"),
+            loc=["body", "images"],
+        )
+    assert never.value.errors == [{"loc": ["body", "images"], "msg": "more than 4 images"}]
+    assert redis_server.client.zcard(key) == 3

@@ -64,3 +64,33 @@ def test_layer_names_the_feature_map(
     )
     assert code != 0
     assert "nope" in capsys.readouterr().err
+
+
+def test_methods_compare_in_one_run_and_draw_the_comparison(
+    settings_env, chelsea_file: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    argv = ["explain", str(chelsea_file), "--methods", "gradcam, lime,kernel_shap"]
+    code = main([*argv, "--samples", "30", "--segmentation", GRID, "--out", str(out), "--quiet"])
+    assert code == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["method"] == "gradcam"
+    compared = [m["method"] for m in result["comparison"]["methods"]]
+    assert compared == ["gradcam", "lime", "kernel_shap"]
+    count = result["segments"]["count"]
+    assert all(
+        len(m["explanations"][0]["importance"]) == count for m in result["comparison"]["methods"]
+    )
+    with Image.open(out / "figure-compare.png") as figure:
+        compared_size = figure.size
+    assert compared_size[0] > 3 * 200
+    with Image.open(out / "figure.png") as figure:  # the first method's, as for one method
+        assert figure.size != compared_size
+
+
+def test_a_bad_methods_list_names_the_option(
+    settings_env, chelsea_file: Path, tmp_path: Path, capsys
+) -> None:
+    code = main(["explain", str(chelsea_file), "--methods", "lime,lime", "--quiet"])
+    assert code == 2
+    assert "--methods: " in capsys.readouterr().err and not (tmp_path / "glimpse-out").exists()

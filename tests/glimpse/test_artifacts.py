@@ -111,3 +111,33 @@ def test_npy_as_float16() -> None:
     np.testing.assert_allclose(half, maps, rtol=1e-3)
     with pytest.raises(ValueError, match="float32 or float16"):
         artifacts.npy(maps, "float64")
+
+
+def with_standard_errors(r: ExplanationResult, se: list[float]) -> ExplanationResult:
+    first = r.explanations[0].model_copy(update={"weights_se": se})
+    return r.model_copy(update={"explanations": [first, *r.explanations[1:]]})
+
+
+def test_uncertain_hatch_marks_weights_within_two_standard_errors_of_zero() -> None:
+    from glimpse.errors import InvalidParams
+
+    r = with_standard_errors(result("kernel_shap"), [0.2] * 24)  # 2 SE = 0.4
+    expected = np.abs(WEIGHTS[0]) < 0.4
+    assert 0 < expected.sum() < 24
+    np.testing.assert_array_equal(artifacts.uncertain_signs(r, 0), expected)
+    hatched = artifacts.overlay_png(IMAGE, r, SEGMENTS, None, visual=Visual(uncertain="hatch"))
+    drawn = render_overlay(IMAGE, SEGMENTS, WEIGHTS[0], "heatmap", uncertain=expected)
+    assert hatched == encode_png(drawn) != artifacts.overlay_png(IMAGE, r, SEGMENTS, None)
+    # only the heatmap is hatched; boundaries ignore it, as they ignore the other options
+    boundaries = artifacts.overlay_png(IMAGE, r, SEGMENTS, None, style="boundaries")
+    visual = Visual(uncertain="hatch")
+    assert (
+        artifacts.overlay_png(IMAGE, r, SEGMENTS, None, style="boundaries", visual=visual)
+        == boundaries
+    )
+    # a method without standard errors: a 422 that names the option
+    with pytest.raises(InvalidParams, match="weights_se") as refused:
+        artifacts.overlay_png(IMAGE, result("occlusion"), SEGMENTS, None, visual=visual)
+    assert refused.value.errors == [
+        {"loc": ["query", "uncertain"], "msg": "no weights_se for occlusion"}
+    ]

@@ -11,7 +11,15 @@ import pytest
 from PIL import Image
 
 from glimpse.errors import PayloadTooLarge, UnsupportedImage
-from glimpse.images import decode_image, decode_segments_png, encode_png, sha256_hex
+from glimpse.images import (
+    decode_image,
+    decode_segments_png,
+    decode_stored,
+    encode_maps,
+    encode_png,
+    encode_stored,
+    sha256_hex,
+)
 
 LIMIT = 40_000_000
 
@@ -174,3 +182,20 @@ def test_reasons_name_the_limit_and_no_object_addresses() -> None:
     with pytest.raises(UnsupportedImage) as info:
         decode_image(b"\x89PNG\r\n\x1a\n" + b"<html>" * 10, max_pixels=LIMIT)
     assert "accepted format" in info.value.detail and " at 0x" not in info.value.detail
+
+
+def test_stored_maps_keep_the_old_format_and_add_a_comparison() -> None:
+    maps = np.random.default_rng(0).normal(size=(2, 5, 7)).astype(np.float32)
+    compare = np.random.default_rng(1).normal(size=(3, 2, 4, 6))
+    alone = encode_stored(maps, None)
+    assert alone == encode_maps(maps)  # what jobs stored before comparisons existed
+    found, none = decode_stored(alone)
+    assert none is None and found is not None
+    np.testing.assert_array_equal(found, maps)
+    both, kept = decode_stored(encode_stored(maps, compare))
+    assert both is not None and kept is not None and kept.dtype == np.float32
+    np.testing.assert_array_equal(both, maps)
+    np.testing.assert_allclose(kept, compare.astype(np.float16), rtol=0, atol=0)
+    only, kept = decode_stored(encode_stored(None, compare))
+    assert only is None and kept is not None and kept.shape == (3, 2, 4, 6)
+    assert encode_stored(None, None) is None and decode_stored(None) == (None, None)

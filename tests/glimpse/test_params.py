@@ -221,3 +221,50 @@ def test_gradient_method_defaults() -> None:
         "noise_sigma": 0.1,
     }
     assert params.xrai.scales == [50, 100, 150, 250, 500, 1200] and params.xrai.dilation == 5
+
+
+def test_methods_compare_several_and_the_first_is_the_method() -> None:
+    p = parse_params({"methods": ["gradcam", "lime", "kernel_shap"]})
+    assert p.method == "gradcam" and p.methods == ["gradcam", "lime", "kernel_shap"]
+    assert parse_params({"method": "gradcam", "methods": ["gradcam", "lime"]}).method == "gradcam"
+    each = p.each_method()
+    assert [one.method for one in each] == ["gradcam", "lime", "kernel_shap"]
+    assert all(one.methods is None for one in each)
+    assert parse_params({}).each_method() == [parse_params({})]
+
+
+@pytest.mark.parametrize(
+    "methods, says",
+    [
+        (["lime"], "at least 2"),
+        (["lime", "lime"], "each method at most once"),
+        (["lime", "shapley"], "Input should be"),
+        (list(range(8)), "at most 7"),
+        ("lime", "valid list"),
+    ],
+)
+def test_bad_methods_are_422_naming_methods(methods: object, says: str) -> None:
+    with pytest.raises(InvalidParams) as info:
+        parse_params({"methods": methods})
+    assert info.value.errors[0]["loc"][:2] == ["params", "methods"]
+    assert says in info.value.errors[0]["msg"]
+
+
+def test_a_method_other_than_the_first_of_methods_is_refused() -> None:
+    with pytest.raises(InvalidParams) as info:
+        parse_params({"method": "lime", "methods": ["gradcam", "lime"]})
+    assert info.value.errors[0]["loc"] == ["params", "methods"]
+    assert "first of methods must be method ('lime')" in info.value.detail
+
+
+def test_methods_change_the_cache_key_and_its_absence_keeps_the_old_keys() -> None:
+    base = parse_params({})
+    body = base.model_dump(mode="json", exclude={"cache", "batch_size", "methods"})
+    import hashlib
+    import json
+
+    old = hashlib.sha256(
+        json.dumps({"image": "abc", "params": body}, sort_keys=True).encode()
+    ).hexdigest()
+    assert base.cache_key("abc") == old  # jobs cached before methods existed are found
+    assert parse_params({"methods": ["lime", "gradcam"]}).cache_key("abc") != old

@@ -99,3 +99,46 @@ def test_thick_boundaries_equal_scikit_image_s(seed: int) -> None:
     mask = rng.random((37, 53)) < (0.2 + 0.2 * seed)
     mask[rng.integers(0, 37), :] = True  # a row touching both edges
     assert np.array_equal(thick_boundaries(mask), find_boundaries(mask, mode="thick"))
+
+
+def test_uncertain_superpixels_are_hatched_and_the_rest_untouched(scene) -> None:
+    from glimpse.render import HATCH_DARK, HATCH_LIGHT
+
+    image, segments, weights = scene
+    uncertain = np.zeros(24, bool)
+    uncertain[[0, 7, 23]] = True
+    plain = render_overlay(image, segments, weights, "heatmap")
+    hatched = render_overlay(image, segments, weights, "heatmap", uncertain=uncertain)
+    inside = uncertain[segments]
+    np.testing.assert_array_equal(hatched[~inside], plain[~inside])
+    # Diagonal lines, 6 px apart on a 40 x 60 picture (its longer side / 64, at least 6): a
+    # dark pixel where (row + col) % 6 == 0, a light one beside it, the heatmap in between.
+    rows, cols = np.indices(segments.shape)
+    phase = (rows + cols) % 6
+    np.testing.assert_array_equal(np.all(hatched == HATCH_DARK, axis=2), inside & (phase == 0))
+    np.testing.assert_array_equal(np.all(hatched == HATCH_LIGHT, axis=2), inside & (phase == 1))
+    between = inside & (phase > 1)
+    np.testing.assert_array_equal(hatched[between], plain[between])
+    # the lines run on from one row to the next, one column to the left: diagonals
+    cell = np.all(hatched[0:10, 0:10] == HATCH_DARK, axis=2)
+    assert cell[0, 0] and cell[1, 5] and cell[5, 1] and not cell[0, 1]
+
+
+def test_hatching_scales_with_the_picture_and_goes_under_the_legend() -> None:
+    from glimpse.render import HATCH_DARK, hatch
+    from glimpse.visual import Visual
+
+    mask = np.ones((300, 640), bool)
+    lines = np.all(hatch(np.zeros((300, 640, 3), np.uint8), mask) == HATCH_DARK, axis=2)
+    assert lines[0, :20].nonzero()[0].tolist() == [0, 1, 10, 11]  # period 10, 2 px wide
+    image = np.full((120, 160, 3), 100, np.uint8)
+    segments = np.zeros((120, 160), np.int64)
+    visual = Visual(legend=True)
+    legend = render_overlay(image, segments, np.array([0.5]), visual=visual)
+    both = render_overlay(
+        image, segments, np.array([0.5]), visual=visual, uncertain=np.array([True])
+    )
+    # drawn before the legend: its band covers the hatching as it covers the picture (80 %)
+    band = np.abs(both[-52:].astype(int) - legend[-52:].astype(int))
+    assert 0 < band.max() <= 0.2 * 255 + 1
+    assert (both[:-52] != legend[:-52]).any()

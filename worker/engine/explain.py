@@ -12,15 +12,28 @@ how to build that grid (worker/runtime/base.py); ONNX Runtime and PyTorch implem
 
 from __future__ import annotations
 
+import functools
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from glimpse.errors import InvalidParams
-from glimpse.limits import check_design, check_occlusion_budget
+from glimpse.limits import (
+    DESIGN_METHODS,
+    check_design,
+    check_occlusion_budget,
+    planned_evaluations,
+)
 from glimpse.params import GRADIENT_METHODS, ExplainParams
-from worker.engine import gradcam, integrated_gradients, occlusion, partition_shap, xrai
+from worker.engine import (
+    compare,
+    gradcam,
+    integrated_gradients,
+    occlusion,
+    partition_shap,
+    xrai,
+)
 from worker.engine.coalitions import Estimator
 from worker.engine.evaluate import Progress
 from worker.engine.input_grid import InputGrid
@@ -66,6 +79,7 @@ class Explanation:
     attribution_sum: np.ndarray | None = None  # (k,) gradient methods: Σ IG (completeness)
     backward_passes: int | None = None  # gradient methods: forward+backward passes
     regions: tuple[tuple[Region, ...], ...] | None = None  # xrai: per target, best first
+    comparison: compare.Comparison | None = None  # params.methods: every method, side by side
 
     @property
     def n_segments(self) -> int:
@@ -112,26 +126,29 @@ def explain(
 
     x = grid.image(image)
     probabilities, targets, f_full = classify(model, x, params)
-    prefix = Prefix(image, model, params, grid, x, targets, f_full, batch_size, progress)
-    if params.method in ("lime", "kernel_shap"):
-        assert regions is not None
-        found = _sampled(prefix, regions)
-    elif params.method == "partition_shap":
-        assert regions is not None
-        found = _partition(prefix, regions)
-    elif params.method == "occlusion":
-        assert windows is not None
-        found = _occlusion(prefix, windows)
-    elif params.method in GRADIENT_METHODS:
-        assert regions is not None
-        steps = {"integrated_gradients": integrated_gradients.step, "xrai": xrai.step}
-        found = steps[params.method](prefix, regions)
-    else:
-        found = _gradcam(prefix)
+    each = params.each_method()
+    stages = compare.Stages(progress, [planned_evaluations(one) for one in each])
+    prefix = Prefix(image, model, each[0], grid, x, targets, f_full, batch_size, stages.progress(0))
+    steps = [(one, _step(one, regions, windows)) for one in each]
+    found = steps[0][1](prefix)
     evaluation_done = time.perf_counter()
+    comparison = None
+    if params.methods is not None:
+        assert regions is not None
+        first = (found, evaluation_done - segmented)
+        comparison = compare.compare(prefix, regions, steps, stages, first=first)
+        evaluation_done = time.perf_counter()
 
     quality = None
-    if params.quality:  # one pass for every method, on the regions its weights are over
+    if comparison is not None:
+        assert regions is not None  # a comparison always segments
+        if found.segments is not regions:  # gradcam's cells, occlusion's windows: a
+            # comparison's segments are the shared superpixels, its weights over them
+            maps = compare.pixel_maps(found)
+            found = replace(found, segments=regions, weights=comparison.runs[0].importance)
+            found = replace(found, pixel_maps=maps)
+        quality = comparison.runs[0].quality  # the same curves on the same superpixels
+    elif params.quality:  # one pass for every method, on the regions its weights are over
         quality = faithfulness(found.weights, found.evaluate.quietly, f_full, found.f_empty)
 
     fit = found.fit
@@ -144,7 +161,9 @@ def explain(
         weights=np.asarray(found.weights, np.float64),
         base_value=np.asarray(found.base_value, np.float64),
         r2=fit.score if fit else None,
-        model_evaluations=found.evaluate.evaluations,
+        model_evaluations=found.evaluate.evaluations
+        if comparison is None
+        else comparison.evaluations(),
         batch_size=batch_size,
         seconds=time.perf_counter() - started,
         segmentation_seconds=segmented - started,
@@ -162,6 +181,7 @@ def explain(
         attribution_sum=found.attribution_sum,
         backward_passes=found.backward_passes,
         regions=found.regions,
+        comparison=comparison,
     )
 
 
@@ -171,21 +191,46 @@ def _regions(
     segment_max_side: int,
     max_design_size: int | None,
 ) -> tuple[np.ndarray | None, occlusion.Windows | None]:
-    """The regions a method attributes to, checked against the limits: superpixels, or
-    occlusion's windows; (None, None) for gradcam, whose cells come from the model."""
-    if params.method == "occlusion":
+    """The regions the methods attribute to, checked against the limits: superpixels (for
+    a comparison always: its methods are compared on them), occlusion's windows, neither
+    for gradcam alone, whose cells come from the model."""
+    methods = params.methods or [params.method]
+    windows = None
+    if "occlusion" in methods:
         height, width = image.shape[:2]
         windows = occlusion.sliding_windows(
             height, width, params.occlusion.window, params.occlusion.stride
         )
         check_occlusion_budget(params, windows.count, height, width)
+    if params.methods is None and params.method in ("occlusion", "gradcam"):
         return None, windows
-    if params.method == "gradcam":
-        return None, None
     segments = segment(image, params.segmentation, max_side=segment_max_side, seed=params.seed)
-    if max_design_size is not None and params.method in ("lime", "kernel_shap"):
-        check_design(params, int(segments.max()) + 1, max_design_size)
-    return segments, None
+    if max_design_size is not None:
+        for one in params.each_method():
+            if one.method in DESIGN_METHODS:
+                check_design(one, int(segments.max()) + 1, max_design_size)
+    return segments, windows
+
+
+def _step(
+    params: ExplainParams, regions: np.ndarray | None, windows: occlusion.Windows | None
+) -> compare.Step:
+    """The method's step on the shared prefix: prefix -> Attribution."""
+    method = params.method
+    if method in ("lime", "kernel_shap", "partition_shap") or method in GRADIENT_METHODS:
+        assert regions is not None
+        steps = {
+            "lime": _sampled,
+            "kernel_shap": _sampled,
+            "partition_shap": _partition,
+            "integrated_gradients": integrated_gradients.step,
+            "xrai": xrai.step,
+        }
+        return functools.partial(steps[method], segments=regions)
+    if method == "occlusion":
+        assert windows is not None
+        return functools.partial(_occlusion, windows=windows)
+    return _gradcam
 
 
 def _sampled(prefix: Prefix, segments: np.ndarray) -> Attribution:

@@ -163,7 +163,8 @@ def get_attribution(
         "(modelled on Vertex AI's): `polarity` (the signs coloured), `clip_upper`/"
         "`clip_lower` (percentiles of |attribution|: full strength at the upper, nothing "
         "shown below the lower), `color_map`, `overlay` (the base under the colours), `draw` "
-        "(pixels or outlines) and `legend` (a colour bar). `max_side` applies to every style: "
+        "(pixels or outlines), `legend` (a colour bar) and `uncertain` (`hatch`: hatching over "
+        "the superpixels whose sign is uncertain). `max_side` applies to every style: "
         "the photo and maps are shrunk to it first, then drawn. With every option at its "
         "default the heatmap is drawn as before they existed. Each rendering is kept with the job."
     ),
@@ -231,9 +232,20 @@ def get_overlay(
     },
 )
 def get_figure(
-    job_id: JobId, store: StoreDep, settings: SettingsDep, visual: FigureVisualDep
+    job_id: JobId,
+    store: StoreDep,
+    settings: SettingsDep,
+    visual: FigureVisualDep,
+    compare: Annotated[
+        bool,
+        Query(
+            description="a comparison job (params.methods): the photo and every method's map "
+            "side by side, one row per explained class, each map on its own scale, its "
+            "deletion/insertion AUC, seconds and evaluations under it; 404 for other jobs"
+        ),
+    ] = False,
 ) -> Response:
-    png = artifacts.figure_png(store, settings, job_id, visual)
+    png = artifacts.figure_png(store, settings, job_id, visual, compare=compare)
     return Response(png, media_type="image/png")
 
 

@@ -11,7 +11,7 @@ from app import kserve
 from app.api.deps import QueueDep, RedisDep, RegistryDep, SettingsDep, StoreDep
 from app.auth import OwnerDep, authenticate
 from app.openapi_docs import problem_responses
-from app.ratelimit import limit_submissions
+from app.ratelimit import count_images, limit_submissions
 from app.uploads import body_limit, loads_json, read_body
 from glimpse.cards import ModelRegistry
 from glimpse.settings import Settings
@@ -64,11 +64,14 @@ V1_BODY = {
 async def _read(
     name: str, request: Request, settings: Settings, registry: ModelRegistry
 ) -> tuple[str, list[bytes], dict[str, Any]]:
-    """(the model, each instance's image bytes, the body) of a V1 request."""
-    raw = await read_body(request, body_limit("application/json", settings.max_upload_bytes))
+    """(the model, each instance's image bytes, the body) of a V1 request; each instance
+    counts one image against the rate limit."""
+    raw = await read_body(request, body_limit("application/json", settings.max_batch_bytes))
     body = loads_json(raw, loc=["body"], what="the body")
     model = kserve.model_name(name, registry)
-    return model, kserve.instances(body), body
+    images = kserve.instances(body, settings)
+    await count_images(request, len(images), loc=list(kserve.LOC))
+    return model, images, body
 
 
 @router.get(
@@ -106,9 +109,11 @@ async def predict(
     "/{name}:explain",
     summary="KServe V1 explain: synchronous explanations (params in `parameters`)",
     description=(
-        "Submits one explanation job per instance, exactly as `POST /v1/explanations` would, "
-        "and waits for them within the server's time limit (`GLIMPSE_SYNC_TIMEOUT_S`); past "
-        "it the answer is 504 and the jobs go on."
+        "Submits one explanation job per instance, exactly as `POST /v1/batches` would (every "
+        "instance checked before any is queued, all queued at once, each counted by the rate "
+        "limit), and waits for them within the server's time limit (`GLIMPSE_SYNC_TIMEOUT_S`); "
+        "past it the answer is 504 and the jobs go on. The answer lists the results in "
+        "instance order."
     ),
     responses=problem_responses(V1_ERRORS),
     openapi_extra={"requestBody": V1_BODY},
