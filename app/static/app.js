@@ -231,6 +231,8 @@ const VISUAL = [
   ["color_map", "color-map", "red_blue"],
   ["overlay", "overlay-base", ""],
   ["draw", "draw", "pixels"],
+  ["clip_upper", "clip-upper", ""],
+  ["clip_lower", "clip-lower", ""],
   ["max_side", "max-side", ""],
 ];
 

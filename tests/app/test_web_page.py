@@ -77,6 +77,9 @@ def test_upload_progress_and_overlay(page: Page, chelsea_png: bytes, tmp_path: P
         "() => { const o = document.querySelector('img.overlay');"
         " return o && o.complete && o.naturalWidth === 451 && o.naturalHeight === 300; }"
     )
+    docs = os.environ.get("GLIMPSE_DOCS_SCREENSHOTS")  # set to refresh the README's picture
+    if docs:  # the page as a user first sees it: the heatmap at full strength
+        page.screenshot(path=str(Path(docs) / "web-page.png"), full_page=True)
     # the style switch and the opacity slider act on the overlay
     page.check("input[name=style][value=boundaries]")
     assert "style=boundaries" in page.get_attribute("img.overlay", "src")
@@ -104,6 +107,8 @@ def overlay_loaded(page: Page, width: int = 451) -> None:
         ("#color-map", "viridis", "color_map=viridis"),
         ("#overlay-base", "grayscale", "overlay=grayscale"),
         ("#draw", "outlines", "draw=outlines"),
+        ("#clip-upper", "99", "clip_upper=99"),
+        ("#clip-lower", "62", "clip_lower=62"),
         ("#max-side", "256", "max_side=256"),
     ],
 )
