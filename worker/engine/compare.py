@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import combinations
 
 import numpy as np
@@ -26,7 +26,7 @@ from scipy.stats import rankdata
 
 from glimpse.params import ExplainParams
 from glimpse.shrink import shrink_maps
-from worker.engine.evaluate import Evaluator, Progress
+from worker.engine.evaluate import Progress
 from worker.engine.prefix import Attribution, Prefix
 from worker.engine.quality import Quality, faithfulness
 
@@ -47,6 +47,7 @@ class MethodRun:
     importance: np.ndarray  # (k, m) on the shared superpixels
     quality: Quality | None  # on the shared superpixels
     maps: np.ndarray  # (k, h, w) float32 its per-pixel maps, shrunk to MAP_SIDE
+    f_empty: np.ndarray | None = None  # (k,) the background's scores, where it evaluated them
 
 
 @dataclass(frozen=True)
@@ -126,20 +127,27 @@ def compare(
     first: tuple[Attribution, float],
 ) -> Comparison:
     """Run every method after the first (already run: its Attribution and seconds) on the
-    shared prefix, then read each on the shared superpixels."""
-    found: list[tuple[Attribution, float]] = [first]
+    shared prefix and read each on the shared superpixels as it ends (only its importances
+    and small maps are kept, not its full-size ones), then their quality curves."""
+    runs = [_read(steps[0][0].method, *first, segments)]
     stages.advance(first[0].evaluate.evaluations)
     for i, (params, step) in enumerate(steps[1:], start=1):
         started = time.perf_counter()
         one = step(_for(prefix, params, stages.progress(i)))
-        found.append((one, time.perf_counter() - started))
+        runs.append(_read(params.method, one, time.perf_counter() - started, segments))
         stages.advance(one.evaluate.evaluations)
-    shared = _for(prefix, prefix.params, None).evaluator(segments)  # quality's: no progress
-    runs = tuple(
-        _run(params.method, attribution, seconds, segments, shared, prefix)
-        for (params, _), (attribution, seconds) in zip(steps, found, strict=True)
-    )
-    return Comparison(runs=runs, agreement=agreements(runs))
+        del one
+    if prefix.params.quality:
+        shared = _for(prefix, prefix.params, None).evaluator(segments)  # quality's: no progress
+        runs = [
+            replace(
+                run,
+                quality=faithfulness(run.importance, shared.quietly, prefix.f_full, run.f_empty),
+            )
+            for run in runs
+        ]
+    done = tuple(runs)
+    return Comparison(runs=done, agreement=agreements(done))
 
 
 def _for(prefix: Prefix, params: ExplainParams, progress: Progress | None) -> Prefix:
@@ -156,27 +164,17 @@ def _for(prefix: Prefix, params: ExplainParams, progress: Progress | None) -> Pr
     )
 
 
-def _run(
-    method: str,
-    found: Attribution,
-    seconds: float,
-    segments: np.ndarray,
-    shared: Evaluator,
-    prefix: Prefix,
-) -> MethodRun:
+def _read(method: str, found: Attribution, seconds: float, segments: np.ndarray) -> MethodRun:
     maps = pixel_maps(found)
-    weights = importance(found, segments, maps)
-    quality = None
-    if prefix.params.quality:
-        quality = faithfulness(weights, shared.quietly, prefix.f_full, found.f_empty)
     return MethodRun(
         method=method,
         seconds=seconds,
         model_evaluations=found.evaluate.evaluations,
         backward_passes=found.backward_passes,
-        importance=weights,
-        quality=quality,
+        importance=importance(found, segments, maps),
+        quality=None,
         maps=shrink_maps(maps, MAP_SIDE).astype(np.float32),
+        f_empty=found.f_empty,
     )
 
 
