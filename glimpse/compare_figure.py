@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from glimpse.legend import BAR_HEIGHT, draw_bar
+from glimpse.render import faint_gray, panel_image
 from glimpse.result import Comparison
 from glimpse.shrink import fitted_size, shrink_image, shrink_map
 from glimpse.text import draw_text, fit, font
@@ -70,8 +71,7 @@ def render_comparison(
     canvas = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
     photo = shrink_image(image, (ph, pw)).astype(np.float32)
-    gray = photo.mean(axis=2, keepdims=True)
-    under = np.repeat(255 - (255 - gray) * 0.3, 3, axis=2)  # the photo, faint, as shap
+    under = faint_gray(photo)
     opacity = 1.0 if cmap.transparent else OPACITY
 
     for j, method in enumerate(comparison.methods):  # the column titles
@@ -82,12 +82,14 @@ def render_comparison(
         top = _MARGIN + _HEAD + row * (row_h + _MARGIN)
         label = class_titles[row] if row < len(class_titles) else ""
         draw_text(draw, (_MARGIN, top), fit(draw, label, pw, small), small)
-        canvas.paste(_pixels(photo), (_MARGIN, top + _HEAD))
+        canvas.paste(panel_image(photo), (_MARGIN, top + _HEAD))
         for j, lines in enumerate(notes(comparison, row)):
             left = _MARGIN + (j + 1) * (pw + _MARGIN)
             values = shrink_map(maps[j, row], (ph, pw))
             v, shown = signed(values, visual.polarity, scale_of(maps[j, row], visual, figure=True))
-            canvas.paste(_pixels(composite(under, v, shown, cmap, opacity)), (left, top + _HEAD))
+            canvas.paste(
+                panel_image(composite(under, v, shown, cmap, opacity)), (left, top + _HEAD)
+            )
             for i, line in enumerate(lines):
                 y = top + _HEAD + ph + 3 + i * 15
                 draw_text(draw, (left, y), fit(draw, line, pw, small), small)
@@ -97,7 +99,3 @@ def render_comparison(
     caption = "each map over its own scale"
     draw_bar(canvas, bar_xy, bar_w, cmap, visual.polarity, 1.0, caption, small)
     return np.asarray(canvas)
-
-
-def _pixels(values: np.ndarray) -> Image.Image:
-    return Image.fromarray(np.clip(values + 0.5, 0, 255).astype(np.uint8))

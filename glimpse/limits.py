@@ -207,17 +207,20 @@ def check_design(params: ExplainParams, n_segments: int, limit: int) -> None:
 def evaluations(params: ExplainParams) -> int:
     """The model evaluations a job may spend at most, quality's included (every method's,
     for a comparison)."""
-    if params.methods is not None:
-        return sum(evaluations(one) for one in params.each_method())
-    if params.method == "gradcam":
-        spent = 1
-    elif params.method in GRADIENT_METHODS:
-        spent = gradient_passes(params) + 2  # and f(image), f(baseline)
-    else:
-        spent = params.budget
+    spent = sum(method_evaluations(one) for one in params.each_method())
     if params.quality:
-        spent += QUALITY_EVALUATIONS_PER_CLASS * _targets(params)
+        spent += QUALITY_EVALUATIONS_PER_CLASS * _targets(params) * len(params.each_method())
     return spent
+
+
+def method_evaluations(params: ExplainParams) -> int:
+    """The model evaluations one method (params.method) may spend at most, quality's not
+    included."""
+    if params.method == "gradcam":
+        return 1
+    if params.method in GRADIENT_METHODS:
+        return gradient_passes(params) + 2  # and f(image), f(baseline)
+    return params.budget
 
 
 def planned_evaluations(params: ExplainParams) -> int:
@@ -225,8 +228,7 @@ def planned_evaluations(params: ExplainParams) -> int:
     methods' (quality's not included; the worker reports what each really spends)."""
     if params.methods is None:
         return params.budget
-    quiet = [one.model_copy(update={"quality": False}) for one in params.each_method()]
-    return sum(evaluations(one) for one in quiet)
+    return sum(method_evaluations(one) for one in params.each_method())
 
 
 def check_composed(params: ExplainParams, pixels: int, max_composed_pixels: int) -> None:

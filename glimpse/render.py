@@ -171,6 +171,17 @@ def render_map_overlay(
 _MARGIN, _TITLE_H, _BAR_TEXT = 10, 38, 34
 
 
+def panel_image(pixels: np.ndarray) -> Image.Image:
+    """(h, w, 3) float pixels, rounded and clipped, as a picture to paste into a figure."""
+    return Image.fromarray(np.clip(pixels + 0.5, 0, 255).astype(np.uint8))
+
+
+def faint_gray(photo: np.ndarray) -> np.ndarray:
+    """(h, w, 3) the photo in faint gray, as shap draws it under a figure's values."""
+    gray = photo.astype(np.float32).mean(axis=2, keepdims=True)
+    return np.repeat(255 - (255 - gray) * 0.3, 3, axis=2)
+
+
 def _panel_size(
     height: int, width: int, k: int, panel_height: int, max_side: int | None
 ) -> tuple[int, int]:
@@ -214,23 +225,18 @@ def render_figure(
     canvas = Image.new("RGB", (canvas_w, canvas_h), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
 
-    def panel(pixels: np.ndarray) -> Image.Image:
-        return Image.fromarray(np.clip(pixels + 0.5, 0, 255).astype(np.uint8))
-
     scale = scale_of(maps, visual, figure=True)  # at the maps' own size, as shap
     photo = shrink_image(image, (ph, pw)) if shrunk else image  # drawn at panel size
     top = _MARGIN + _TITLE_H
-    canvas.paste(panel(photo.astype(np.float32)), (_MARGIN, top))
+    canvas.paste(panel_image(photo.astype(np.float32)), (_MARGIN, top))
     draw_text(draw, (_MARGIN, _MARGIN), fit(draw, "image", pw, big), big)
-    gray = photo.astype(np.float32).mean(axis=2, keepdims=True)
-    under = 255 - (255 - gray) * 0.3  # the photo, faint, as shap draws it under the values
-    under = np.repeat(under, 3, axis=2)
+    under = faint_gray(photo)
     opacity = 1.0 if cmap.transparent else OPACITY
     for i in range(k):
         left = _MARGIN + (i + 1) * (pw + _MARGIN)
         values = shrink_map(maps[i], (ph, pw)) if shrunk else maps[i]
         v, shown = signed(values, visual.polarity, scale)
-        canvas.paste(panel(composite(under, v, shown, cmap, opacity)), (left, top))
+        canvas.paste(panel_image(composite(under, v, shown, cmap, opacity)), (left, top))
         lines = (titles[i] if i < len(titles) else "").split("\n")
         for j, line in enumerate(lines[:2]):
             face = big if j == 0 else small

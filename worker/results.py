@@ -68,13 +68,7 @@ def build_result(
                 weights_se=None
                 if se is None or not np.isfinite(se[k]).all()
                 else [float(v) for v in se[k]],
-                quality=None
-                if quality is None
-                else Quality(
-                    deletion_auc=float(quality.deletion_auc[k]),
-                    insertion_auc=float(quality.insertion_auc[k]),
-                    steps=quality.steps,
-                ),
+                quality=_quality(quality, k),
                 top_separated=None if separated is None else bool(separated[k]),
                 top_settled=None if settled is None else bool(settled[k]),
                 completeness=_completeness(explanation, k),
@@ -110,16 +104,18 @@ def build_result(
     )
 
 
-def comparison_result(found: compare.Comparison, targets: np.ndarray) -> Comparison:
-    def quality(q: EngineQuality | None, k: int) -> Quality | None:
-        if q is None:
-            return None
-        return Quality(
-            deletion_auc=float(q.deletion_auc[k]),
-            insertion_auc=float(q.insertion_auc[k]),
-            steps=q.steps,
-        )
+def _quality(found: EngineQuality | None, k: int) -> Quality | None:
+    """Class k's deletion/insertion AUC, where they were measured."""
+    if found is None:
+        return None
+    return Quality(
+        deletion_auc=float(found.deletion_auc[k]),
+        insertion_auc=float(found.insertion_auc[k]),
+        steps=found.steps,
+    )
 
+
+def comparison_result(found: compare.Comparison, targets: np.ndarray) -> Comparison:
     return Comparison(
         methods=[
             ComparedMethod(
@@ -131,7 +127,7 @@ def comparison_result(found: compare.Comparison, targets: np.ndarray) -> Compari
                     ComparedClass(
                         class_index=int(c),
                         importance=[float(v) for v in run.importance[k]],
-                        quality=quality(run.quality, k),
+                        quality=_quality(run.quality, k),
                     )
                     for k, c in enumerate(targets)
                 ],

@@ -24,9 +24,11 @@ from itertools import combinations
 import numpy as np
 from scipy.stats import rankdata
 
+from glimpse.limits import method_evaluations
 from glimpse.params import ExplainParams
 from glimpse.shrink import shrink_maps
 from worker.engine.evaluate import Progress
+from worker.engine.integrated_gradients import superpixel_means
 from worker.engine.prefix import Attribution, Prefix
 from worker.engine.quality import Quality, faithfulness
 
@@ -103,42 +105,34 @@ def importance(found: Attribution, segments: np.ndarray, maps: np.ndarray) -> np
     (k, H, W) averaged over each superpixel."""
     if found.segments is segments or np.array_equal(found.segments, segments):
         return np.asarray(found.weights, np.float64)
-    labels = segments.reshape(-1)
-    m = int(labels.max()) + 1
-    sizes = np.maximum(np.bincount(labels, minlength=m), 1)
-    flat = maps.reshape(len(maps), -1).astype(np.float64)
-    sums = np.stack([np.bincount(labels, weights=row, minlength=m) for row in flat])
-    return np.asarray(sums / sizes)
-
-
-def pixel_maps(found: Attribution) -> np.ndarray:
-    """(k, H, W) float32: the method's own maps, or its weights painted on its regions."""
-    if found.pixel_maps is not None:
-        return np.asarray(found.pixel_maps, np.float32)
-    return np.asarray(found.weights, np.float32)[:, found.segments]
+    return superpixel_means(maps.astype(np.float64), segments, int(segments.max()) + 1)
 
 
 def compare(
-    prefix: Prefix,
-    segments: np.ndarray,
-    steps: list[tuple[ExplainParams, Step]],
-    stages: Stages,
-    *,
-    first: tuple[Attribution, float],
-) -> Comparison:
-    """Run every method after the first (already run: its Attribution and seconds) on the
-    shared prefix and read each on the shared superpixels as it ends (only its importances
-    and small maps are kept, not its full-size ones), then their quality curves."""
-    runs = [_read(steps[0][0].method, *first, segments)]
-    stages.advance(first[0].evaluate.evaluations)
-    for i, (params, step) in enumerate(steps[1:], start=1):
+    prefix: Prefix, segments: np.ndarray, steps: list[tuple[ExplainParams, Step]]
+) -> tuple[Attribution, Comparison]:
+    """Run every method on the shared prefix, one after another, and read each on the shared
+    superpixels as it ends (only its importances and small maps are kept, but for the first
+    method's whole Attribution: the job's own explanation), then their quality curves.
+    -> (the first method's Attribution, the comparison)."""
+    stages = Stages(prefix.progress, [method_evaluations(params) for params, _ in steps])
+    first: Attribution | None = None
+    runs = []
+    for i, (params, step) in enumerate(steps):
         started = time.perf_counter()
-        one = step(_for(prefix, params, stages.progress(i)))
-        runs.append(_read(params.method, one, time.perf_counter() - started, segments))
-        stages.advance(one.evaluate.evaluations)
-        del one
+        found = step(replace(prefix, params=params, progress=stages.progress(i)))
+        runs.append(_read(params.method, found, time.perf_counter() - started, segments))
+        stages.advance(found.evaluate.evaluations)
+        if first is None:
+            first = found
+    assert first is not None
+    if first.segments is not segments:  # gradcam's cells, occlusion's windows: the job's
+        # own explanation is over the shared superpixels too, its weights their importances
+        first = replace(
+            first, segments=segments, weights=runs[0].importance, pixel_maps=first.maps()
+        )
     if prefix.params.quality:
-        shared = _for(prefix, prefix.params, None).evaluator(segments)  # quality's: no progress
+        shared = replace(prefix, progress=None).evaluator(segments)  # quality's: no progress
         runs = [
             replace(
                 run,
@@ -147,25 +141,11 @@ def compare(
             for run in runs
         ]
     done = tuple(runs)
-    return Comparison(runs=done, agreement=agreements(done))
-
-
-def _for(prefix: Prefix, params: ExplainParams, progress: Progress | None) -> Prefix:
-    return Prefix(
-        prefix.image,
-        prefix.model,
-        params,
-        prefix.grid,
-        prefix.x,
-        prefix.targets,
-        prefix.f_full,
-        prefix.batch_size,
-        progress,
-    )
+    return first, Comparison(runs=done, agreement=agreements(done))
 
 
 def _read(method: str, found: Attribution, seconds: float, segments: np.ndarray) -> MethodRun:
-    maps = pixel_maps(found)
+    maps = found.maps()
     return MethodRun(
         method=method,
         seconds=seconds,

@@ -14,18 +14,13 @@ from __future__ import annotations
 
 import functools
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
 from glimpse.errors import InvalidParams
-from glimpse.limits import (
-    DESIGN_METHODS,
-    check_design,
-    check_occlusion_budget,
-    planned_evaluations,
-)
-from glimpse.params import GRADIENT_METHODS, ExplainParams
+from glimpse.limits import DESIGN_METHODS, check_design, check_occlusion_budget
+from glimpse.params import ExplainParams
 from worker.engine import (
     compare,
     gradcam,
@@ -126,27 +121,18 @@ def explain(
 
     x = grid.image(image)
     probabilities, targets, f_full = classify(model, x, params)
-    each = params.each_method()
-    stages = compare.Stages(progress, [planned_evaluations(one) for one in each])
-    prefix = Prefix(image, model, each[0], grid, x, targets, f_full, batch_size, stages.progress(0))
-    steps = [(one, _step(one, regions, windows)) for one in each]
-    found = steps[0][1](prefix)
-    evaluation_done = time.perf_counter()
+    prefix = Prefix(image, model, params, grid, x, targets, f_full, batch_size, progress)
     comparison = None
-    if params.methods is not None:
-        assert regions is not None
-        first = (found, evaluation_done - segmented)
-        comparison = compare.compare(prefix, regions, steps, stages, first=first)
-        evaluation_done = time.perf_counter()
+    if params.methods is None:
+        found = _step(params, regions, windows)(prefix)
+    else:
+        assert regions is not None  # a comparison always segments
+        steps = [(one, _step(one, regions, windows)) for one in params.each_method()]
+        found, comparison = compare.compare(prefix, regions, steps)
+    evaluation_done = time.perf_counter()
 
     quality = None
     if comparison is not None:
-        assert regions is not None  # a comparison always segments
-        if found.segments is not regions:  # gradcam's cells, occlusion's windows: a
-            # comparison's segments are the shared superpixels, its weights over them
-            maps = compare.pixel_maps(found)
-            found = replace(found, segments=regions, weights=comparison.runs[0].importance)
-            found = replace(found, pixel_maps=maps)
         quality = comparison.runs[0].quality  # the same curves on the same superpixels
     elif params.quality:  # one pass for every method, on the regions its weights are over
         quality = faithfulness(found.weights, found.evaluate.quietly, f_full, found.f_empty)
@@ -217,16 +203,16 @@ def _step(
 ) -> compare.Step:
     """The method's step on the shared prefix: prefix -> Attribution."""
     method = params.method
-    if method in ("lime", "kernel_shap", "partition_shap") or method in GRADIENT_METHODS:
+    on_superpixels = {
+        "lime": _sampled,
+        "kernel_shap": _sampled,
+        "partition_shap": _partition,
+        "integrated_gradients": integrated_gradients.step,
+        "xrai": xrai.step,
+    }
+    if method in on_superpixels:
         assert regions is not None
-        steps = {
-            "lime": _sampled,
-            "kernel_shap": _sampled,
-            "partition_shap": _partition,
-            "integrated_gradients": integrated_gradients.step,
-            "xrai": xrai.step,
-        }
-        return functools.partial(steps[method], segments=regions)
+        return functools.partial(on_superpixels[method], segments=regions)
     if method == "occlusion":
         assert windows is not None
         return functools.partial(_occlusion, windows=windows)

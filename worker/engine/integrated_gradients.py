@@ -130,6 +130,13 @@ def superpixel_sums(values: np.ndarray, labels: np.ndarray, m: int) -> np.ndarra
     return np.stack([np.bincount(flat, weights=v.reshape(-1), minlength=m) for v in values])
 
 
+def superpixel_means(values: np.ndarray, labels: np.ndarray, m: int) -> np.ndarray:
+    """values (k, h, w), labels (h, w) ids < m -> (k, m): the mean over each region (0 for
+    a region with no pixels)."""
+    sizes = np.bincount(labels.reshape(-1), minlength=m).astype(np.float64)
+    return superpixel_sums(values, labels, m) / np.maximum(sizes, 1)
+
+
 @dataclass(frozen=True)
 class Integration:
     """What both gradient methods start from: IG over the input, on `segments`' evaluator."""

@@ -42,6 +42,13 @@ class Attribution:
     backward_passes: int | None = None  # gradient methods: forward+backward passes
     regions: tuple[tuple[Region, ...], ...] | None = None  # xrai: per target, best first
 
+    def maps(self) -> np.ndarray:
+        """(k, H, W) float32: the method's own per-pixel maps, or its weights painted on its
+        regions."""
+        if self.pixel_maps is not None:
+            return np.asarray(self.pixel_maps, np.float32)
+        return np.asarray(self.weights, np.float32)[:, self.segments]
+
 
 @dataclass(frozen=True)
 class Region:

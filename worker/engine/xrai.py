@@ -22,7 +22,7 @@ from scipy import sparse
 from skimage.morphology import disk
 from skimage.segmentation import felzenszwalb
 
-from worker.engine.integrated_gradients import integrate, superpixel_sums
+from worker.engine.integrated_gradients import integrate, superpixel_means
 from worker.engine.prefix import Attribution, Prefix, Region
 
 SIGMA = 0.8
@@ -98,8 +98,7 @@ def step(prefix: Prefix, segments: np.ndarray) -> Attribution:
     xrai = prefix.params.xrai
     masks = candidate_masks(prefix.grid.pixels(prefix.image), xrai.scales, xrai.dilation)
     maps, found = zip(*(regions(a, masks) for a in run.per_pixel), strict=True)
-    sizes = np.bincount(run.labels.reshape(-1), minlength=run.m).astype(np.float64)
-    weights = superpixel_sums(np.stack(maps), run.labels, run.m) / np.maximum(sizes, 1)
+    weights = superpixel_means(np.stack(maps), run.labels, run.m)
     return run.attribution(
         prefix, segments, weights, np.stack(maps), regions=tuple(tuple(r) for r in found)
     )
