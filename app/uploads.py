@@ -21,8 +21,6 @@ from glimpse.settings import Settings
 
 #: Room for multipart headers, boundaries and the `params` part on top of the image.
 ENVELOPE_BYTES = 256 * 1024
-JSON_FIELDS = frozenset({"image_b64", "params"})
-BATCH_JSON_FIELDS = frozenset({"images_b64", "params"})
 
 
 @dataclass(frozen=True)
@@ -95,12 +93,7 @@ async def read_submission(request: Request, max_upload_bytes: int) -> Submission
 async def _from_multipart(request: Request) -> Submission:
     form = await request.form(max_files=2, max_fields=10, max_part_size=ENVELOPE_BYTES)
     try:
-        unknown = sorted(set(form.keys()) - {"image", "params"})
-        if unknown:
-            raise BadRequest(
-                f"unknown form part {unknown[0]!r}; send `image` and optionally `params`",
-                errors=[{"loc": ["body", k], "msg": "unknown form part"} for k in unknown],
-            )
+        _only_known_parts(form, "`image`")
         for name in ("image", "params"):
             if (count := len(form.getlist(name))) > 1:
                 several = " (several images: POST them to /v1/batches)" if name == "image" else ""
@@ -141,19 +134,35 @@ async def _params_part(form: FormData) -> Any:
     return loads_json(raw, loc=["body", "params"], what="the `params` part")
 
 
-def _from_json(body: bytes) -> Submission:
+def _json_object(body: bytes, field: str) -> dict[str, Any]:
+    """The JSON body: an object of `field` (the image or images) and optionally `params`."""
     doc = loads_json(body, loc=["body"], what="the body")
     if not isinstance(doc, dict):
         raise BadRequest(
-            'the JSON body must be an object {"image_b64", "params"}',
+            f'the JSON body must be an object {{"{field}", "params"}}',
             errors=[{"loc": ["body"], "msg": "must be a JSON object"}],
         )
-    unknown = sorted(set(doc) - JSON_FIELDS)
+    unknown = sorted(set(doc) - {field, "params"})
     if unknown:
         raise BadRequest(
-            f"unknown field {unknown[0]!r}; send `image_b64` and optionally `params`",
+            f"unknown field {unknown[0]!r}; send `{field}` and optionally `params`",
             errors=[{"loc": ["body", k], "msg": "unknown field"} for k in unknown],
         )
+    return doc
+
+
+def _only_known_parts(form: FormData, send: str) -> None:
+    """400 for a multipart part other than `image` and `params`; `send`: what to send."""
+    unknown = sorted(set(form.keys()) - {"image", "params"})
+    if unknown:
+        raise BadRequest(
+            f"unknown form part {unknown[0]!r}; send {send} and optionally `params`",
+            errors=[{"loc": ["body", k], "msg": "unknown form part"} for k in unknown],
+        )
+
+
+def _from_json(body: bytes) -> Submission:
+    doc = _json_object(body, "image_b64")
     data = _b64_image(doc.get("image_b64"), loc=["body", "image_b64"], name="`image_b64`")
     return Submission(image=data, params=doc.get("params"))
 
@@ -242,12 +251,7 @@ async def _batch_from_multipart(request: Request, max_images: int) -> BatchSubmi
             ) from None
         raise
     try:
-        unknown = sorted(set(form.keys()) - {"image", "params"})
-        if unknown:
-            raise BadRequest(
-                f"unknown form part {unknown[0]!r}; send `image` parts and optionally `params`",
-                errors=[{"loc": ["body", k], "msg": "unknown form part"} for k in unknown],
-            )
+        _only_known_parts(form, "`image` parts")
         if (count := len(form.getlist("params"))) > 1:
             raise BadRequest(
                 f"the multipart body has {count} `params` parts; send one, for every image",
@@ -274,18 +278,7 @@ async def _batch_from_multipart(request: Request, max_images: int) -> BatchSubmi
 
 
 def _batch_from_json(body: bytes, max_images: int) -> BatchSubmission:
-    doc = loads_json(body, loc=["body"], what="the body")
-    if not isinstance(doc, dict):
-        raise BadRequest(
-            'the JSON body must be an object {"images_b64", "params"}',
-            errors=[{"loc": ["body"], "msg": "must be a JSON object"}],
-        )
-    unknown = sorted(set(doc) - BATCH_JSON_FIELDS)
-    if unknown:
-        raise BadRequest(
-            f"unknown field {unknown[0]!r}; send `images_b64` and optionally `params`",
-            errors=[{"loc": ["body", k], "msg": "unknown field"} for k in unknown],
-        )
+    doc = _json_object(body, "images_b64")
     items = doc.get("images_b64")
     if not isinstance(items, list) or not items:
         raise BadRequest(

@@ -53,12 +53,17 @@ def keyed_page(keyed_api, worker):
         yield page
 
 
-def explain_chelsea(page: Page, png: Path, samples: int = 60) -> None:
-    """LIME on chelsea; a budget no other test asks for makes a new job (not a cache hit)."""
+def fill_form(page: Page, png: Path, method: str = "lime", samples: int = 60) -> None:
+    """Once the models are listed: the photo, the method and the budget chosen."""
     page.wait_for_function("document.querySelectorAll('#model option').length > 0")
     page.set_input_files("#image-input", str(png))
-    page.select_option("#method", "lime")
+    page.select_option("#method", method)
     page.fill("#samples", str(samples))
+
+
+def explain_chelsea(page: Page, png: Path, samples: int = 60) -> None:
+    """LIME on chelsea; a budget no other test asks for makes a new job (not a cache hit)."""
+    fill_form(page, png, samples=samples)
     page.click("#submit")
     page.wait_for_selector("#results", state="visible", timeout=90_000)
 
@@ -139,12 +144,7 @@ def test_each_visualisation_control_redraws_the_overlay(
 def test_an_auto_budget_is_sent_with_its_cap(
     page: Page, chelsea_png: bytes, tmp_path: Path
 ) -> None:
-    png = tmp_path / "chelsea.png"
-    png.write_bytes(chelsea_png)
-    page.wait_for_function("document.querySelectorAll('#model option').length > 0")
-    page.set_input_files("#image-input", str(png))
-    page.select_option("#method", "kernel_shap")
-    page.fill("#samples", "120")
+    fill_form(page, chelsea_file_of(tmp_path, chelsea_png), "kernel_shap", 120)
     page.check("#auto-samples")
     page.click("#submit")
     page.wait_for_selector("#results", state="visible", timeout=90_000)
@@ -385,12 +385,7 @@ def test_no_request_of_the_page_is_a_404(page: Page, chelsea_png: bytes, tmp_pat
 def test_the_comparison_view_shows_every_method_side_by_side(
     page: Page, chelsea_png: bytes, tmp_path: Path
 ) -> None:
-    png = tmp_path / "chelsea.png"
-    png.write_bytes(chelsea_png)
-    page.wait_for_function("document.querySelectorAll('#model option').length > 0")
-    page.set_input_files("#image-input", str(png))
-    page.select_option("#method", "gradcam")
-    page.fill("#samples", "60")
+    fill_form(page, chelsea_file_of(tmp_path, chelsea_png), "gradcam")
     page.check("input[name=compare][value=lime]")
     page.check("input[name=compare][value=kernel_shap]")
     page.check("input[name=compare][value=gradcam]")  # the chosen method: not asked twice
@@ -423,8 +418,6 @@ def test_the_comparison_view_shows_every_method_side_by_side(
 def test_without_a_comparison_the_view_stays_hidden(
     page: Page, chelsea_png: bytes, tmp_path: Path
 ) -> None:
-    png = tmp_path / "chelsea.png"
-    png.write_bytes(chelsea_png)
-    explain_chelsea(page, png)
+    explain_chelsea(page, chelsea_file_of(tmp_path, chelsea_png))
     assert page.evaluate("job.params.methods") is None
     assert page.is_hidden("#comparison")
