@@ -30,7 +30,8 @@ PARAMS_SCHEMA: dict[str, Any] = {
         'gradcam | occlusion), targets ({top_k} | {classes}), num_samples (10..100000, or "auto"), '
         "max_samples (the cap of auto), batch_size, segmentation (quickshift | slic | "
         "felzenszwalb | grid), background (constant | mean | blur), lime ({kernel_width, "
-        "alpha, keep_probability}), occlusion ({window, stride}), gradcam ({layer}), quality "
+        "alpha, keep_probability, surrogate}), occlusion ({window, stride}), gradcam ({layer}), "
+        "quality "
         "(faithfulness curves), output_space (probability | logit), seed, cache."
     ),
     "additionalProperties": True,

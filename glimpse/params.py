@@ -143,6 +143,14 @@ class LimeOptions(_Strict):
     kernel_width: float = Field(default=0.25, ge=1e-6, le=1e6)
     alpha: float = Field(default=1.0, ge=0)
     keep_probability: float = Field(default=0.5, gt=0, lt=1)
+    surrogate: Literal["logistic", "none"] = Field(
+        default="logistic",
+        description=(
+            "logistic: lime's regression adjusted with a logistic surrogate of the class "
+            "probability (same estimand, far less noise per sample; output_space probability "
+            "only); none: lime_image's fit exactly"
+        ),
+    )
 
 
 class OcclusionOptions(_Strict):

@@ -25,6 +25,7 @@ def test_defaults_are_filled_in() -> None:
     assert p.segmentation == Quickshift(kernel_size=4, max_dist=200, ratio=0.2)
     assert p.background == ConstantBackground(rgb=(0, 0, 0))
     assert (p.lime.kernel_width, p.lime.alpha, p.lime.keep_probability) == (0.25, 1.0, 0.5)
+    assert p.lime.surrogate == "logistic"
     assert p.output_space == "probability" and p.seed == 0 and p.cache is True
     dumped = p.model_dump(mode="json")
     assert dumped["segmentation"] == {
@@ -70,6 +71,7 @@ def test_unknown_keys_are_rejected_with_their_location(raw: dict, loc: list[str]
         {"background": {"kind": "constant", "rgb": [0, 0, 256]}},
         {"background": {"kind": "blur", "sigma": 0}},
         {"lime": {"keep_probability": 1.0}},
+        {"lime": {"surrogate": "linear"}},
         {"seed": -1},
         {"output_space": "log"},
     ],

@@ -94,6 +94,8 @@ def estimator_for(params: ExplainParams) -> Estimator:
             kernel_width=params.lime.kernel_width,
             alpha=params.lime.alpha,
             keep_probability=params.lime.keep_probability,
+            # a logistic curve is a model of probabilities, not of logits
+            surrogate=params.lime.surrogate if params.output_space == "probability" else "none",
         )
     if params.method == "kernel_shap":
         return KernelShap()

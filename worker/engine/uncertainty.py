@@ -219,8 +219,11 @@ def ridge_errors(
     coef: np.ndarray,
     intercept: np.ndarray,
     groups: np.ndarray | None,
+    ranked: np.ndarray | None = None,
 ) -> Errors:
-    """Standard errors of `regression.weighted_ridge`'s coef (k, m); see `sandwich`."""
+    """Standard errors of `regression.weighted_ridge`'s coef (k, m); see `sandwich`.
+    ranked: the weights whose top k is judged (default coef; a regression-adjusted fit
+    passes its total weights and the residuals' coef)."""
     x = x.astype(np.float64)
     w = w.astype(np.float64)
     xc = x - (w @ x) / w.sum()
@@ -228,7 +231,7 @@ def ridge_errors(
     gram[np.diag_indices_from(gram)] += alpha
     bread_inv = np.linalg.pinv(gram, hermitian=True)
     residual = y.astype(np.float64) - (x @ coef.T + intercept[None, :])
-    return sandwich(xc, w, residual, bread_inv, groups, coef)
+    return sandwich(xc, w, residual, bread_inv, groups, coef if ranked is None else ranked)
 
 
 def constrained_wls_errors(
