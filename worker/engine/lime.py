@@ -17,7 +17,7 @@ from worker.engine.logistic_surrogate import (
     population_fit,
     surrogate,
 )
-from worker.engine.regression import weighted_ridge
+from worker.engine.regression import weighted_r2, weighted_ridge
 from worker.engine.uncertainty import ridge_errors
 
 
@@ -71,20 +71,22 @@ class Lime:
     def _adjusted(self, coalitions: Coalitions, y: np.ndarray) -> Fit:
         """β_q(h) + lime's regression of y − h, h the logistic surrogate fitted to (z, y)."""
         z, w = coalitions.z, coalitions.weights
+        k = y.shape[1]
         theta, held_out = fit_logistic(z, y, w)
-        h = surrogate(theta, z)
-        coef_r, intercept_r, _ = weighted_ridge(z, y - h, w, self.alpha)
+        # one ridge for both residuals: of the surrogate fitted on every row (the estimate)
+        # and of the one that did not see the row (the standard errors: the in-sample ones
+        # shrink to nothing as the surrogate's coefficients approach the rows)
+        residuals = np.hstack([y - surrogate(theta, z), y - held_out])
+        coef_r, intercept_r, _ = weighted_ridge(z, residuals, w, self.alpha)
         pop = _population(z.shape[1], self.keep_probability, self.kernel_width)
         coef_h, intercept_h = population_fit(theta, pop)
-        coef, intercept = coef_h + coef_r, intercept_h + intercept_r
-        # standard errors from the residuals of a surrogate that did not see the row: the
-        # in-sample ones shrink to nothing as the surrogate's coefficients approach the rows
-        coef_o, intercept_o, _ = weighted_ridge(z, y - held_out, w, self.alpha)
+        coef, intercept = coef_h + coef_r[:k], intercept_h + intercept_r[:k]
         errors = ridge_errors(
-            z, y - held_out, w, self.alpha, coef_o, intercept_o, coalitions.groups, ranked=coef
-        )
-        return Fit(coef, intercept, _r2(z, y, w, coef, intercept), errors.se, errors.separated,
-                   errors.settled)  # fmt: skip
+            z, residuals[:, k:], w, self.alpha, coef_r[k:], intercept_r[k:], coalitions.groups,
+            ranked=coef,
+        )  # fmt: skip
+        score = weighted_r2(z, y, w, coef, intercept)
+        return Fit(coef, intercept, score, errors.se, errors.separated, errors.settled)
 
 
 @lru_cache(maxsize=4)
@@ -97,14 +99,3 @@ def _population(m: int, keep_probability: float, kernel_width: float) -> Populat
 
 def _probabilities(y: np.ndarray) -> bool:
     return bool(len(y)) and bool(np.all(np.isfinite(y))) and bool((y >= 0).all() & (y <= 1).all())
-
-
-def _r2(
-    z: np.ndarray, y: np.ndarray, w: np.ndarray, coef: np.ndarray, intercept: np.ndarray
-) -> np.ndarray:
-    """Weighted R² (k,) of the line intercept + z·coef on the sample (lime's `score`)."""
-    y = y.astype(np.float64)
-    fitted = z.astype(np.float64) @ coef.T + intercept[None, :]
-    mean = w @ y / w.sum()
-    total = w @ (y - mean) ** 2
-    return np.where(total > 0, 1.0 - (w @ (y - fitted) ** 2) / np.where(total > 0, total, 1), 1.0)

@@ -73,10 +73,11 @@ def fit_logistic(z: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarra
     squared error). Also returns those held-out predictions (n, k) at the chosen τ: each
     row's h from the fold that did not see it, for honest standard errors (an in-sample
     surrogate with as many coefficients as rows would leave no residual at all)."""
-    x = np.hstack([np.ones((len(z), 1)), z.astype(np.float64)])
+    x = _design(z)
     w = w.astype(np.float64)
     even = np.arange(len(w)) % 2 == 0
     odd = ~even
+    splits = [(x[a], w[a], a, x[b], b) for a, b in ((even, odd), (odd, even))]
     thetas, held_out = [], np.empty(y.shape)
     for j, target in enumerate(y.T.astype(np.float64)):
         best_tau, best_loss = TAUS[0], np.inf
@@ -84,9 +85,9 @@ def fit_logistic(z: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarra
             folds: list[np.ndarray | None] = [None, None]  # each τ starts from the last's fit
             for tau in TAUS:
                 predicted = np.empty(len(w))
-                for i, (fit, test) in enumerate(((even, odd), (odd, even))):
-                    folds[i] = _fit(x[fit], target[fit], w[fit], tau, folds[i])
-                    predicted[test] = sigmoid(x[test] @ folds[i])
+                for i, (x_fit, w_fit, fit, x_test, test) in enumerate(splits):
+                    folds[i] = _fit(x_fit, target[fit], w_fit, tau, folds[i])
+                    predicted[test] = sigmoid(x_test @ folds[i])
                 loss = float(w @ (target - predicted) ** 2)
                 if loss < best_loss:
                     best_tau, best_loss, held_out[:, j] = tau, loss, predicted

@@ -42,12 +42,20 @@ def weighted_ridge(
         kernel[np.diag_indices_from(kernel)] += alpha
         coef = xs.T @ np.linalg.lstsq(kernel, ys, rcond=None)[0]
     intercept = y_mean - x_mean @ coef
-    residual = y - (x @ coef + intercept)
+    return coef.T, intercept, weighted_r2(x, y, w, coef.T, intercept)
+
+
+def weighted_r2(
+    x: np.ndarray, y: np.ndarray, w: np.ndarray, coef: np.ndarray, intercept: np.ndarray
+) -> np.ndarray:
+    """Weighted R² (k,) of the line intercept + x·coefᵀ (coef (k, m)); 0 where y is constant."""
+    x = x.astype(np.float64)
+    y = y.astype(np.float64)
+    residual = y - (x @ coef.T + intercept[None, :])
     ss_res = w @ residual**2
-    ss_tot = w @ yc**2
+    ss_tot = w @ (y - w @ y / w.sum()) ** 2
     with np.errstate(divide="ignore", invalid="ignore"):
-        r2 = np.where(ss_tot > 0, 1.0 - ss_res / ss_tot, 0.0)
-    return coef.T, intercept, r2
+        return np.asarray(np.where(ss_tot > 0, 1.0 - ss_res / ss_tot, 0.0))
 
 
 def constrained_wls(
