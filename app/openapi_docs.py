@@ -28,7 +28,8 @@ PARAMS_SCHEMA: dict[str, Any] = {
         "All optional (absent or null: every default); unknown keys are a 422. model (a "
         "registered name; default: the server's), method (lime | kernel_shap | partition_shap | "
         'gradcam | occlusion), targets ({top_k} | {classes}), num_samples (10..100000, or "auto"), '
-        "max_samples (the cap of auto), batch_size, segmentation (quickshift | slic | "
+        "max_samples (the cap of auto), tolerance (when the top superpixels count as settled), "
+        "batch_size, segmentation (quickshift | slic | "
         "felzenszwalb | grid), background (constant | mean | blur), lime ({kernel_width, "
         "alpha, keep_probability, surrogate}), occlusion ({window, stride}), gradcam ({layer}), "
         "quality "

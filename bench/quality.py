@@ -22,6 +22,7 @@ estimator experiment through `load_photo(name)`, costs no model calls.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -40,7 +41,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.scale import estimators as peers  # noqa: E402
 from glimpse.cards import PRESETS, ModelCard  # noqa: E402
-from glimpse.params import Slic  # noqa: E402
+from glimpse.params import TOLERANCE, Slic  # noqa: E402
 from worker.engine.evaluate import Evaluator  # noqa: E402
 from worker.engine.explain import to_output_space  # noqa: E402
 from worker.engine.input_grid import InputGrid  # noqa: E402
@@ -49,7 +50,6 @@ from worker.engine.lime import Lime  # noqa: E402
 from worker.engine.perturb import Composer  # noqa: E402
 from worker.engine.rounds import adaptive, fixed  # noqa: E402
 from worker.engine.segment import segment  # noqa: E402
-from worker.engine.uncertainty import INDIFFERENCE  # noqa: E402
 from worker.runtime.onnx import OnnxRuntimeModel  # noqa: E402
 
 BUDGETS = [250, 500, 1000, 2000]
@@ -71,6 +71,13 @@ def load_model() -> OnnxRuntimeModel:
         **PRESETS["imagenet-squash"],  # type: ignore[arg-type]
     )
     return OnnxRuntimeModel(SHARED / "efficientnet-lite0.onnx", card)
+
+
+@functools.cache
+def cached_model() -> OnnxRuntimeModel:
+    """load_model(), once per process: the scale benches' scenes ask for it only when a
+    coalition is missing from their cache."""
+    return load_model()
 
 
 def segments_for(image: np.ndarray) -> tuple[np.ndarray, dict]:
@@ -188,10 +195,10 @@ def top5(est: np.ndarray, ref: np.ndarray) -> float:
 def top5_within_delta(est: np.ndarray, ref: np.ndarray) -> bool:
     """The estimated top 5 is the reference's up to ties inside the indifference zone: every
     member that is not in the reference's top 5 has a reference value within δ =
-    INDIFFERENCE · Σ|ref| of the reference's 5th (auto's stopping rule, uncertainty.py)."""
+    TOLERANCE · Σ|ref| of the reference's 5th (auto's stopping rule, uncertainty.py)."""
     k = min(5, len(ref) - 1)
     kth = np.sort(ref)[::-1][k - 1]
-    delta = INDIFFERENCE * float(np.abs(ref).sum())
+    delta = TOLERANCE * float(np.abs(ref).sum())
     extra = set(np.argsort(-est)[:k]) - set(np.argsort(-ref)[:k])
     return all(ref[i] >= kth - delta for i in extra)
 
@@ -370,7 +377,7 @@ def photo(name: str, model) -> dict:
         "table_seconds": round(table_seconds, 1),
         "reference_shapley": [round(float(v), 6) for v in shapley],
         "reference_top5_gap": _reference_gap(shapley),
-        "reference_delta": INDIFFERENCE * float(np.abs(shapley).sum()),
+        "reference_delta": TOLERANCE * float(np.abs(shapley).sum()),
         # what a perfect estimator would score: the references of the two noisy copies
         "reference_noise_to_noise_spearman": {
             "shapley": spearman(*noisy_shapley),

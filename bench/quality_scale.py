@@ -223,14 +223,7 @@ def main(argv: list[str] | None = None) -> None:
         methods=args.methods or list(METHODS),
         noise=bool(preset["noise"]),
     )
-    from bench.quality import load_model
-
-    model_cache: list = []
-
-    def model():
-        if not model_cache:
-            model_cache.append(load_model())
-        return model_cache[0]
+    from bench.quality import cached_model as model
 
     started = time.perf_counter()
     results, calls, served = [], 0, 0

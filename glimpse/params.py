@@ -198,6 +198,8 @@ GRADIENT_METHODS = frozenset({"integrated_gradients", "xrai"})
 
 #: The most methods one comparison job runs.
 MAX_COMPARED_METHODS = 7
+#: The default indifference zone of top_settled and of "auto"'s stop, a share of Σ|weights|.
+TOLERANCE = 0.01
 
 
 class ExplainParams(_Strict):
@@ -215,6 +217,14 @@ class ExplainParams(_Strict):
         default=1000, description='model evaluations to spend (10..100000), or "auto"'
     )
     max_samples: int = Field(default=20_000, ge=10, le=100_000, description='cap of "auto"')
+    tolerance: float = Field(
+        default=TOLERANCE,
+        gt=0,
+        le=0.5,
+        description="the indifference zone, a share of Σ|weights|: the top 5 superpixels are "
+        'settled (top_settled; "auto" stops) once none outside them can exceed one inside '
+        "by more than this at 95 %",
+    )
     batch_size: int | None = Field(default=None, ge=1, le=4096)
     segmentation: Segmentation = Quickshift()
     background: Background = ConstantBackground()
@@ -273,7 +283,9 @@ class ExplainParams(_Strict):
 
     def cache_key(self, image_sha256: str) -> str:
         """Identity of the computation: image, model and every param that changes numbers."""
-        unused = {"methods"} if self.methods is None else set()  # keys as before it existed
+        unused = {"methods"} if self.methods is None else set()  # keys as before they existed
+        if self.tolerance == TOLERANCE:
+            unused.add("tolerance")
         body = self.model_dump(mode="json", exclude={"cache", "batch_size", *unused})
         text = json.dumps({"image": image_sha256, "params": body}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()

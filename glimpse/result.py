@@ -77,9 +77,17 @@ class ClassExplanation(BaseModel):
     )
     top_settled: bool | None = Field(
         default=None,
-        description="the top min(5, M-1) superpixels are settled: each is either above every "
-        "other superpixel by 1.96 standard errors or tied with it within 1 % of Σ|weights|. "
-        "False: the budget was too small for this many superpixels (see `warnings`)",
+        description="the top min(5, M-1) superpixels are settled: no superpixel outside them "
+        "exceeds one inside by more than params.tolerance (1 % by default) of Σ|weights|, at "
+        "95 % (top_resolution <= params.tolerance). False: the budget was too small for this "
+        "many superpixels (see `warnings`)",
+    )
+    top_resolution: float | None = Field(
+        default=None,
+        description="the share of Σ|weights| up to which the top min(5, M-1) superpixels are "
+        "settled: a superpixel left out that truly exceeds one inside by more than this share "
+        "would have shown at 95 % (0: every pair 1.96 standard errors apart); null when the "
+        "weights are all zero but not exact",
     )
     completeness: Completeness | None = Field(
         default=None, description="integrated_gradients, xrai: how well the integral closed"

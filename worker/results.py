@@ -41,7 +41,8 @@ def build_result(
     score = explanation.r2
     se = explanation.weights_se
     separated = explanation.top_separated
-    settled = explanation.top_settled
+    resolution = explanation.top_resolution
+    settled = None if resolution is None else resolution <= params.tolerance
     quality = explanation.quality
     return ExplanationResult(
         model=ModelRef(
@@ -71,6 +72,7 @@ def build_result(
                 quality=_quality(quality, k),
                 top_separated=None if separated is None else bool(separated[k]),
                 top_settled=None if settled is None else bool(settled[k]),
+                top_resolution=None if resolution is None else _finite(resolution[k]),
                 completeness=_completeness(explanation, k),
                 regions=None
                 if explanation.regions is None
@@ -148,26 +150,37 @@ def comparison_result(found: compare.Comparison, targets: np.ndarray) -> Compari
     )
 
 
+def _finite(value: float) -> float | None:
+    """JSON has no infinity: an unknown resolution (all-zero weights, some noise) is null."""
+    return float(value) if np.isfinite(value) else None
+
+
+def _percent(share: float) -> str:
+    return f"{100 * share:,.1f} %" if np.isfinite(share) else "an unknown share"
+
+
 def budget_warnings(
     explanation: Explanation, params: ExplainParams, labels: list[str]
 ) -> list[str]:
     """One line per explained class whose top superpixels are not settled (the sampled
     methods: LIME, Kernel SHAP), saying what was spent on how many superpixels and what to
     do; and one when `auto` stopped at max_samples."""
-    settled = explanation.top_settled
-    if settled is None:
+    resolution = explanation.top_resolution
+    if resolution is None:
         return []
     m, spent = explanation.n_segments, explanation.model_evaluations
     k = top_k(m)
     found = []
-    for c, ok in zip(explanation.targets, settled, strict=True):
-        if ok:
+    for c, share in zip(explanation.targets, resolution, strict=True):
+        if share <= params.tolerance:
             continue
         found.append(
             f"class {int(c)} ({labels[int(c)]}): its top {k} superpixels are not settled after "
-            f"{spent} model evaluations for {m} superpixels; their order is within the "
-            'sampling noise (weights_se). Spend more (num_samples "auto" stops once they '
-            "are settled) or use fewer superpixels (e.g. slic with n_segments 20-50)."
+            f"{spent} model evaluations for {m} superpixels: a superpixel outside them may "
+            f"exceed one inside by up to {_percent(share)} of Σ|weights| (tolerance "
+            f"{_percent(params.tolerance)}); their order is within the sampling noise "
+            '(weights_se). Spend more (num_samples "auto" stops once they are settled), '
+            "raise params.tolerance, or use fewer superpixels (e.g. slic with n_segments 20-50)."
         )
     if explanation.converged is False:
         found.append(

@@ -287,6 +287,10 @@ function drawExplanations() {
 }
 
 const number = (value, digits = 3) => (value == null ? "—" : value.toFixed(digits));
+// " (within 2.3 % of the total)": up to what share of Σ|weights| the top regions' order is
+// known (top_resolution: a region outside them may exceed one inside by that much).
+const within = (e) =>
+  e.top_resolution == null ? "" : ` (within ${(100 * e.top_resolution).toPrecision(2)} % of the total)`;
 
 // The numbers that say how far to trust the maps: faithfulness (RISE deletion/insertion
 // AUC), whether the top regions are settled, how many signs are uncertain, IG's
@@ -305,7 +309,7 @@ function showQuality(result) {
     const uncertain = e.weights_se
       ? `${e.weights.filter((w, i) => Math.abs(w) < 2 * e.weights_se[i]).length} of ${e.weights.length}`
       : "—";
-    const settled = e.top_settled == null ? "—" : e.top_settled ? "yes" : "no";
+    const settled = e.top_settled == null ? "—" : `${e.top_settled ? "yes" : "no"}${within(e)}`;
     const gap = e.completeness ? `${(100 * e.completeness.relative_gap).toFixed(1)} %` : "—";
     const cells = [e.label, number(e.quality && e.quality.deletion_auc),
       number(e.quality && e.quality.insertion_auc), settled, uncertain, gap];

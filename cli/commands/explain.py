@@ -114,6 +114,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help='the most "auto" may spend (default 20000)',
     )
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        metavar="T",
+        help='the top 5 superpixels are settled (and "auto" stops) once none outside them '
+        "can exceed one inside by more than T of the weights' total (default 0.01)",
+    )
     targets = p.add_mutually_exclusive_group()
     targets.add_argument(
         "--top-k", type=int, metavar="K", help="explain the K top classes (default 1)"

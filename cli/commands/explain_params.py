@@ -90,6 +90,8 @@ def params_from_args(args: argparse.Namespace, model_name: str | None) -> Explai
         raw["methods"] = [m.strip() for m in args.methods.split(",") if m.strip()]
     if args.max_samples is not None:
         raw["max_samples"] = args.max_samples
+    if args.tolerance is not None:
+        raw["tolerance"] = args.tolerance
     if model_name is not None:
         raw["model"] = model_name
     if args.classes is not None:
@@ -135,6 +137,7 @@ def params_from_args(args: argparse.Namespace, model_name: str | None) -> Explai
 _FLAGS = {
     "num_samples": "--samples",
     "max_samples": "--max-samples",
+    "tolerance": "--tolerance",
     "targets": "--top-k/--classes",
     "seed": "--seed",
     "method": "--method",

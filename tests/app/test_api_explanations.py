@@ -92,12 +92,13 @@ def test_finished_job_matches_the_contract(finished: dict, chelsea_png: bytes) -
         assert set(e) == {
             *("class_index", "label", "probability", "weights", "base_value", "score"),
             *("weights_se", "quality", "top_separated"),  # issue #6 additions
-            "top_settled",  # issue #18
+            *("top_settled", "top_resolution"),  # issue #18
             *("completeness", "regions"),  # issue #20: the gradient methods (null here)
         }
         assert e["completeness"] is None and e["regions"] is None
         assert len(e["weights"]) == count
         assert len(e["weights_se"]) == count and isinstance(e["top_separated"], bool)
+        assert e["top_settled"] == (e["top_resolution"] <= finished["params"]["tolerance"])
         assert set(e["quality"]) == {"deletion_auc", "insertion_auc", "steps"}
     if result["method"] == "lime":
         assert result["explanations"][0]["score"] is not None

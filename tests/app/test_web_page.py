@@ -333,7 +333,10 @@ def test_each_classes_quality_numbers_are_shown(
         f"{quality['deletion_auc']:.3f}",
         f"{quality['insertion_auc']:.3f}",
     ]
-    assert cells[3] == "no"  # 60 evaluations cannot settle ~90 superpixels
+    # 60 evaluations cannot settle ~90 superpixels; the cell says how far their order is known
+    share = 100 * explained["top_resolution"]
+    assert cells[3].startswith("no (within ") and cells[3].endswith(" % of the total)"), cells[3]
+    assert float(cells[3].split()[2]) == pytest.approx(share, rel=0.05)
     weights, se = np.asarray(explained["weights"]), np.asarray(explained["weights_se"])
     assert cells[4] == f"{int((np.abs(weights) < 2 * se).sum())} of {len(weights)}"
     assert cells[5] == "—"  # no completeness: not Integrated Gradients

@@ -65,11 +65,16 @@ def test_explain_with_auto_samples_stops_by_itself(
     out = tmp_path / "auto"
     argv = ["explain", str(chelsea_file), "--method", "kernel_shap", "--samples", "auto"]
     grid = '{"algorithm": "grid", "cell_size": 112}'  # 2 x 2 cells of the model's input
-    code = main([*argv, "--max-samples", "400", "--segmentation", grid, "--out", str(out)])
+    code = main(
+        [*argv, "--max-samples", "400", "--tolerance", "0.02", "--segmentation", grid]
+        + ["--out", str(out)]
+    )
     assert code == 0
     result = check_outputs(out, "kernel_shap", 1)
     assert result.stats.rounds is not None and result.stats.converged is not None
     assert result.stats.model_evaluations <= 400
+    e = result.explanations[0]
+    assert e.top_resolution is not None and e.top_settled == (e.top_resolution <= 0.02)
 
 
 def test_explain_kernel_shap_top_k(settings_env, chelsea_file: Path, tmp_path: Path) -> None:
@@ -197,6 +202,7 @@ def test_explain_with_an_onnx_file_as_model(settings_env, tmp_path: Path) -> Non
         (["explain", "{image}", "--samples", "100001"], "--samples"),
         (["explain", "{image}", "--samples", "many"], 'neither an integer nor "auto"'),
         (["explain", "{image}", "--samples", "auto", "--max-samples", "5"], "--max-samples"),
+        (["explain", "{image}", "--samples", "auto", "--tolerance", "0"], "--tolerance"),
         (["explain", "{image}", "--classes", "3,1000"], "out of range"),
         (["explain", "{image}", "--classes", "a,b"], "--classes"),
         (["explain", "{image}", "--top-k", "50"], "--top-k"),

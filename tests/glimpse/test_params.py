@@ -74,6 +74,8 @@ def test_unknown_keys_are_rejected_with_their_location(raw: dict, loc: list[str]
         {"lime": {"surrogate": "linear"}},
         {"seed": -1},
         {"output_space": "log"},
+        {"tolerance": 0},
+        {"tolerance": 0.6},
     ],
 )
 def test_out_of_range_values_are_rejected(raw: dict) -> None:
@@ -117,6 +119,7 @@ def test_cache_key_ignores_cache_and_batch_size_but_not_what_changes_numbers() -
         {"model": "m"},
         {"targets": {"top_k": 2}},
         {"output_space": "logit"},
+        {"tolerance": 0.02},
     ):
         assert parse_params(change).cache_key("abc") != key, change
     assert parse_params({"num_samples": 1000}).cache_key("abc") == key  # defaults spelled out
@@ -261,12 +264,13 @@ def test_a_method_other_than_the_first_of_methods_is_refused() -> None:
 
 def test_methods_change_the_cache_key_and_its_absence_keeps_the_old_keys() -> None:
     base = parse_params({})
-    body = base.model_dump(mode="json", exclude={"cache", "batch_size", "methods"})
+    # jobs cached before methods and tolerance existed are found
+    body = base.model_dump(mode="json", exclude={"cache", "batch_size", "methods", "tolerance"})
     import hashlib
     import json
 
     old = hashlib.sha256(
         json.dumps({"image": "abc", "params": body}, sort_keys=True).encode()
     ).hexdigest()
-    assert base.cache_key("abc") == old  # jobs cached before methods existed are found
+    assert base.cache_key("abc") == old
     assert parse_params({"methods": ["lime", "gradcam"]}).cache_key("abc") != old

@@ -36,7 +36,7 @@ class Fit:
     score: np.ndarray | None  # (k,) or None
     se: np.ndarray | None = None  # (k, m) standard errors of `weights`
     separated: np.ndarray | None = None  # (k,) bool: top-k set apart (uncertainty.py)
-    settled: np.ndarray | None = None  # (k,) bool: top-k apart or tied within δ (uncertainty.py)
+    resolution: np.ndarray | None = None  # (k,) the top k's settled share of Σ|w| (uncertainty.py)
 
 
 class Estimator(Protocol):

@@ -63,7 +63,7 @@ class Explanation:
     evaluation_seconds: float
     weights_se: np.ndarray | None = None  # (k, m) standard errors of weights
     top_separated: np.ndarray | None = None  # (k,) bool, see uncertainty.py
-    top_settled: np.ndarray | None = None  # (k,) bool, see uncertainty.py
+    top_resolution: np.ndarray | None = None  # (k,) share of Σ|w|, see uncertainty.py
     quality: Quality | None = None  # deletion/insertion AUC, see quality.py
     rounds: int | None = None  # num_samples "auto": rounds run
     converged: bool | None = None  # num_samples "auto": stopped before max_samples
@@ -158,7 +158,7 @@ def explain(
         evaluation_seconds=evaluation_done - segmented,
         weights_se=fit.se if fit else None,
         top_separated=fit.separated if fit else None,
-        top_settled=fit.settled if fit else None,
+        top_resolution=fit.resolution if fit else None,
         quality=quality,
         rounds=found.rounds,
         converged=found.converged,
@@ -230,7 +230,13 @@ def _sampled(prefix: Prefix, segments: np.ndarray) -> Attribution:
     rng = np.random.default_rng(params.seed)
     if params.num_samples == "auto":
         spent = adaptive(
-            estimator, n_segments, evaluate, prefix.f_full, rng, max_samples=params.max_samples
+            estimator,
+            n_segments,
+            evaluate,
+            prefix.f_full,
+            rng,
+            max_samples=params.max_samples,
+            tolerance=params.tolerance,
         )
     else:
         spent = fixed(estimator, n_segments, evaluate, prefix.f_full, rng, budget=params.budget)

@@ -204,7 +204,7 @@ class KernelShap:
                 coalitions.strata,
                 coalitions.fraction,
             )
-            return Fit(linear, base, None, errors.se, errors.separated, errors.settled)
+            return Fit(linear, base, None, errors.se, errors.separated, errors.resolution)
         # every target shares the design when every superpixel is in it; else one per target
         shared = m <= SCREEN
         targets = [slice(None)] if shared else [slice(t, t + 1) for t in range(len(f_full))]
@@ -226,18 +226,18 @@ class KernelShap:
                 coalitions.fraction,
             )
             parts.append((phi, errors))
-        separated, settled = [], []
+        separated, resolution = [], []
         for _, e in parts:  # m >= 3: there is a top k
-            assert e.separated is not None and e.settled is not None
+            assert e.separated is not None and e.resolution is not None
             separated.append(e.separated)
-            settled.append(e.settled)
+            resolution.append(e.resolution)
         return Fit(
             np.vstack([p for p, _ in parts]),
             base,
             None,
             np.vstack([e.se for _, e in parts]),
             np.concatenate(separated),
-            np.concatenate(settled),
+            np.concatenate(resolution),
         )
 
 

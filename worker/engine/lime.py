@@ -66,7 +66,7 @@ class Lime:
             return self._adjusted(coalitions, y)
         coef, intercept, r2 = weighted_ridge(z, y, w, self.alpha)
         errors = ridge_errors(z, y, w, self.alpha, coef, intercept, coalitions.groups)
-        return Fit(coef, intercept, r2, errors.se, errors.separated, errors.settled)
+        return Fit(coef, intercept, r2, errors.se, errors.separated, errors.resolution)
 
     def _adjusted(self, coalitions: Coalitions, y: np.ndarray) -> Fit:
         """β_q(h) + lime's regression of y − h, h the logistic surrogate fitted to (z, y)."""
@@ -86,7 +86,7 @@ class Lime:
             ranked=coef,
         )  # fmt: skip
         score = weighted_r2(z, y, w, coef, intercept)
-        return Fit(coef, intercept, score, errors.se, errors.separated, errors.settled)
+        return Fit(coef, intercept, score, errors.se, errors.separated, errors.resolution)
 
 
 @lru_cache(maxsize=4)

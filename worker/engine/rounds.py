@@ -6,20 +6,22 @@ rounded up to even, capped at max_samples). Each round asks the estimator for it
 the new budget, keeping what earlier rounds drew (`Estimator.grow`); every distinct
 coalition is evaluated once, so a round costs only its new coalitions. After each round's
 fit it stops, converged, when for every target the top-k set is settled (uncertainty.py:
-each top-k/rest pair separated at 95 % or confidently within δ = 1 % of Σ|weights|) and
-nothing left the previous round's top-k set except for members now within δ of the k-th
-weight (a swap inside the indifference zone); else at max_samples, not converged.
+each top-k/rest pair separated at 95 % or measured to within δ = tolerance · Σ|weights|)
+and nothing left the previous round's top-k set except for members now within δ of the
+k-th weight (a swap inside the indifference zone); else at max_samples, not converged.
 All draws come from the one Generator in a fixed order, so the seed fixes the rounds and
 the numbers, whatever the batch size.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from math import ceil
 
 import numpy as np
 
+from glimpse.params import TOLERANCE
 from worker.engine.coalitions import Estimator, Fit
 from worker.engine.evaluate import Evaluator
 from worker.engine.uncertainty import kept_up_to_ties, top_sets
@@ -76,10 +78,13 @@ def adaptive(
     rng: np.random.Generator,
     *,
     max_samples: int,
+    tolerance: float = TOLERANCE,
+    on_round: Callable[[int, Fit], None] | None = None,
 ) -> Spent:
-    """Rounds until the top-k is settled or max_samples is spent; progress total is
-    max_samples while it runs, then (used, used). Each distinct coalition is evaluated once
-    (`Evaluator.distinct`); f(image) is known already."""
+    """Rounds until the top-k is settled within `tolerance` or max_samples is spent;
+    progress total is max_samples while it runs, then (used, used). Each distinct coalition
+    is evaluated once (`Evaluator.distinct`); f(image) is known already. `on_round` sees
+    each round's (evaluations so far, fit) (bench/settled.py)."""
     m = n_segments
     evaluate.remember(np.ones((1, m), bool), f_full[None])
     evaluate.expect(max_samples)
@@ -96,12 +101,14 @@ def adaptive(
         y = values[len(empty) :]
         f_empty = values[0] if coalitions.needs_empty else None
         fit = estimator.fit(coalitions, y, f_full, f_empty)
+        if on_round is not None:
+            on_round(evaluate.evaluations, fit)
         top = top_sets(fit.weights)
         settled = m < 2 or (
-            fit.settled is not None
-            and bool(fit.settled.all())
+            fit.resolution is not None
+            and bool((fit.resolution <= tolerance).all())
             and previous_top is not None
-            and kept_up_to_ties(fit.weights, previous_top)
+            and kept_up_to_ties(fit.weights, previous_top, tolerance)
         )
         if settled or budget >= max_samples:
             break

@@ -21,9 +21,14 @@ variance, so a fully enumerated Kernel SHAP has standard errors 0.
 
 Whether the top k is settled (num_samples "auto", rounds.py) is an indifference-zone rule
 (ranking and selection, Bechhofer 1954): every pair of a top-k weight and one outside is
-either separated at 95 % or confidently closer than δ = INDIFFERENCE · Σ|w| (1 % of the
-attribution's total mass), a tie whose order no reader should act on. `separated` (the
-result's top_separated) stays strict: the k-th weight above the (k+1)-th at 95 %.
+either separated at 95 % or measured precisely enough that a wrong order by more than
+δ = tolerance · Σ|w| (params.tolerance, 1 % of the attribution's total mass by default)
+would have shown (Z·sd of the gap ≤ δ): a superpixel left out of the top k exceeds one
+inside by more than δ with probability ≤ 2.5 %. `resolution` is the smallest such
+tolerance (the largest Z·sd over the pairs not separated, over Σ|w|; 0 when all are):
+settled = resolution ≤ tolerance.
+`separated` (the result's top_separated) stays strict: the k-th weight above the (k+1)-th
+at 95 %.
 """
 
 from __future__ import annotations
@@ -39,21 +44,17 @@ from worker.engine.regression import Reduced, chunk_rows
 TOP_K = 5
 #: Two-sided 95 %: the k-th weight exceeds the (k+1)-th by Z standard errors of the gap.
 Z = 1.96
-#: The indifference zone δ of `settled`, as a share of Σ|weights|: two weights closer than
-#: this are a tie whose order does not matter.
-INDIFFERENCE = 0.01
 
 
 @dataclass(frozen=True)
 class Errors:
     """se: (k, m) standard errors; separated: (k,) bool, the k-th weight exceeds the
-    (k+1)-th by Z standard deviations of their difference; settled: (k,) bool, every pair
-    (a in the top k, b outside) is either separated (w_a − w_b > Z·sd) or confidently a tie
-    (w_a − w_b + Z·sd ≤ δ, δ = INDIFFERENCE · Σ|w|). None where m < 2."""
+    (k+1)-th by Z standard deviations of their difference; resolution: (k,) the share of
+    Σ|w| up to which the top k is settled (module docstring). None where m < 2."""
 
     se: np.ndarray
     separated: np.ndarray | None
-    settled: np.ndarray | None
+    resolution: np.ndarray | None
 
 
 def top_k(m: int) -> int:
@@ -66,14 +67,14 @@ def top_sets(weights: np.ndarray) -> list[frozenset[int]]:
     return [frozenset(np.argsort(-row, kind="stable")[:k].tolist()) for row in weights]
 
 
-def kept_up_to_ties(weights: np.ndarray, previous: list[frozenset[int]]) -> bool:
+def kept_up_to_ties(weights: np.ndarray, previous: list[frozenset[int]], tolerance: float) -> bool:
     """weights: (k, m); previous: each target's earlier top set. True when, for every target,
-    whatever left the top set since is within δ (INDIFFERENCE · Σ|w|) of the k-th weight
+    whatever left the top set since is within δ (tolerance · Σ|w|) of the k-th weight
     now: a swap inside the indifference zone, not a change of mind."""
     for row, before in zip(weights, previous, strict=True):
         ranked = np.argsort(-row, kind="stable")
         kth = row[ranked[top_k(len(row)) - 1]]
-        delta = INDIFFERENCE * float(np.abs(row).sum())
+        delta = tolerance * float(np.abs(row).sum())
         left = [i for i in before if i not in set(ranked[: top_k(len(row))].tolist())]
         if any(kth - row[i] > delta for i in left):
             return False
@@ -162,7 +163,7 @@ def sandwich(
     top = top_k(m)
     se = np.zeros((k, m))
     separated = np.zeros(k, bool)
-    settled = np.zeros(k, bool)
+    resolution = np.zeros(k)
     centred = units > 1  # the fixed rows (and ridge's penalty) make Σu ≠ 0
     for t in range(k):
         means = totals[t][centred] / units[centred, None]
@@ -175,13 +176,25 @@ def sandwich(
             gap = weights[t, inside][:, None] - weights[t, outside][None, :]
             var = cov[inside, inside][:, None] + cov[outside, outside][None, :]
             gap_sd = np.sqrt(np.clip(var - 2 * cov[np.ix_(inside, outside)], 0.0, None))
-            delta = INDIFFERENCE * float(np.abs(weights[t]).sum())
             apart = gap > Z * gap_sd
             separated[t] = bool(apart[-1, 0])
-            settled[t] = bool((apart | (gap + Z * gap_sd <= delta)).all())
+            resolution[t] = top_resolution(weights[t], Z * gap_sd[~apart])
     if top < 1:
         return Errors(se, None, None)
-    return Errors(se, separated, settled)
+    return Errors(se, separated, resolution)
+
+
+def top_resolution(weights: np.ndarray, unresolved: np.ndarray) -> float:
+    """weights: (m,); unresolved: Z·sd of the top-k/rest gaps not separated -> the share of
+    Σ|weights| below which their order is not known (0: every pair separated; inf: nothing
+    is known of an all-zero attribution)."""
+    if not unresolved.size:
+        return 0.0
+    worst = float(unresolved.max())
+    mass = float(np.abs(weights).sum())
+    if mass > 0:
+        return worst / mass
+    return 0.0 if worst == 0 else float("inf")
 
 
 def _leverage_adjusted(

@@ -76,7 +76,7 @@ def hopeless(tmp_path_factory: pytest.TempPathFactory):
     image, which end at nearly the same score: the 16 exchangeable superpixels' true weights
     are equal and near 0, and every interaction order is present, so estimates stay noise
     (standard errors larger than the weights' spread, δ = 1 % of Σ|weights| below the noise):
-    neither separated nor confidently tied within 1000 evaluations."""
+    neither separated nor measured to within δ in 1000 evaluations."""
     img = np.full((16, 16, 3), 200, np.uint8)
     path = wiggly_model(tmp_path_factory.mktemp("hopeless") / "m.onnx", 16, 16, 40.06)
     return img, load(path, tiny_card(16, 16, 1))
@@ -103,8 +103,22 @@ def test_auto_runs_to_max_samples_when_it_cannot_settle(hopeless, method: str) -
 
 
 @pytest.mark.parametrize("method", ["lime", "kernel_shap"])
+def test_a_wider_tolerance_stops_sooner_at_the_resolution_it_reached(hopeless, method: str) -> None:
+    """params.tolerance is the promise auto keeps: where 1 % of Σ|weights| is out of reach
+    within MAX, a zone wide enough stops in an earlier round with top_resolution inside it."""
+    img, model = hopeless
+    strict = explain(img, model, auto(method), batch_size=64)
+    assert strict.top_resolution is not None and strict.top_resolution[0] > 0.01
+    tolerance = 1.5 * float(strict.top_resolution[0])  # reachable: it was at MAX already
+    wide = explain(img, model, auto(method, tolerance=tolerance), batch_size=64)
+    assert wide.converged is True and wide.rounds is not None and strict.rounds is not None
+    assert wide.rounds < strict.rounds and wide.model_evaluations < strict.model_evaluations
+    assert wide.top_resolution is not None and wide.top_resolution[0] <= tolerance
+
+
+@pytest.mark.parametrize("method", ["lime", "kernel_shap"])
 def test_auto_settles_a_true_tie_as_a_tie(tied, method: str) -> None:
-    """Equal true weights are never separated, but their differences are confidently within
+    """Equal true weights are never separated, but their differences are measured to within
     the indifference zone: settled within three rounds (450 evaluations), the tie reported
     by top_separated."""
     img, model = tied
