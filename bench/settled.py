@@ -33,10 +33,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.scale import metrics as mt  # noqa: E402
-from bench.scale.estimators import _evaluator  # noqa: E402
+from bench.scale.estimators import glimpse_auto  # noqa: E402
 from bench.scale.oracle import Scene  # noqa: E402
 from bench.scale.reference import Reference, lime_regression, shapley_permutations  # noqa: E402
 from bench.scale.runner import LIME_SEED, REFERENCE_SEED, log  # noqa: E402
+from worker.engine.uncertainty import top_k  # noqa: E402
 
 OUT = REPO / "bench" / "results" / "settled.json"
 CONFIGS = [
@@ -62,7 +63,7 @@ def holds(weights: np.ndarray, resolution: float, ref: Reference, *, noise: bool
     """The indifference-zone guarantee against the reference: no superpixel outside the
     estimate's top 5 exceeds one inside by more than resolution · Σ|weights| (plus 1.96
     reference standard errors of the difference with `noise`)."""
-    k = min(5, len(weights) - 1)
+    k = top_k(len(weights))
     ranked = np.argsort(-weights, kind="stable")
     inside, outside = ranked[:k], ranked[k:]
     excess = ref.values[outside][None, :] - ref.values[inside][:, None]
@@ -93,7 +94,6 @@ def auto_rounds(oracle, m: int, method: str, seed: int, max_samples: int, ref: R
     pair is separated, settled at any tolerance)."""
     from worker.engine.kernel_shap import KernelShap
     from worker.engine.lime import Lime
-    from worker.engine.rounds import adaptive
 
     rounds: list[dict] = []
 
@@ -112,11 +112,8 @@ def auto_rounds(oracle, m: int, method: str, seed: int, max_samples: int, ref: R
         )
 
     estimator = Lime() if method == "lime" else KernelShap()
-    f_full = oracle(np.ones((1, m), bool))
-    rng = np.random.default_rng(seed)
-    evaluate = _evaluator(oracle)
-    adaptive(
-        estimator, m, evaluate, f_full, rng, max_samples=max_samples, tolerance=0.0, on_round=seen
+    glimpse_auto(
+        oracle, m, seed, max_samples=max_samples, estimator=estimator, tolerance=0.0, on_round=seen
     )
     return rounds
 

@@ -7,9 +7,8 @@ and rewrites the files with `GLIMPSE_WRITE_GOLDEN=1 pytest tests/test_golden.py`
 Floats are compared to 1e-9 relative (onnxruntime's kernels may differ in the last bits on
 another CPU), those of the gradient methods to 1e-6 relative or 1e-7 absolute (PyTorch's
 float32 autodiff: one release to the next moved their numbers by up to 8e-9, where the
-weights are about 1e-3); counts, class indices
-and the superpixel count exactly. Wall times are not part
-of a result's identity and are left out."""
+weights are about 1e-3); counts, class indices and the superpixel count exactly. Wall times
+are not part of a result's identity and are left out."""
 
 from __future__ import annotations
 

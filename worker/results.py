@@ -25,6 +25,7 @@ from glimpse.result import (
 from worker.engine import compare
 from worker.engine.explain import Explanation
 from worker.engine.quality import Quality as EngineQuality
+from worker.engine.uncertainty import settled as settled_within
 from worker.engine.uncertainty import top_k
 from worker.runtime.base import RuntimeInfo
 
@@ -42,7 +43,7 @@ def build_result(
     se = explanation.weights_se
     separated = explanation.top_separated
     resolution = explanation.top_resolution
-    settled = None if resolution is None else resolution <= params.tolerance
+    settled = None if resolution is None else settled_within(resolution, params.tolerance)
     quality = explanation.quality
     return ExplanationResult(
         model=ModelRef(
@@ -171,8 +172,9 @@ def budget_warnings(
     m, spent = explanation.n_segments, explanation.model_evaluations
     k = top_k(m)
     found = []
-    for c, share in zip(explanation.targets, resolution, strict=True):
-        if share <= params.tolerance:
+    ok = settled_within(resolution, params.tolerance)
+    for c, share, done in zip(explanation.targets, resolution, ok, strict=True):
+        if done:
             continue
         found.append(
             f"class {int(c)} ({labels[int(c)]}): its top {k} superpixels are not settled after "

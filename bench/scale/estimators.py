@@ -57,9 +57,10 @@ def _evaluator(game: Game):
 
 
 def glimpse_auto(
-    game: Game, m: int, seed: int, *, max_samples: int = AUTO_MAX, estimator=None
+    game: Game, m: int, seed: int, *, max_samples: int = AUTO_MAX, estimator=None, **options
 ) -> tuple[np.ndarray, int, bool, int]:
-    """num_samples="auto": weights, evaluations used, converged, rounds."""
+    """num_samples="auto": weights, evaluations used, converged, rounds. `options` go to
+    `rounds.adaptive` (tolerance, on_round)."""
     from worker.engine.kernel_shap import KernelShap
     from worker.engine.rounds import adaptive
 
@@ -71,6 +72,7 @@ def glimpse_auto(
         f_full,
         np.random.default_rng(seed),
         max_samples=max_samples,
+        **options,
     )
     return spent.fit.weights[0], spent.evaluations, bool(spent.converged), int(spent.rounds or 0)
 

@@ -24,7 +24,7 @@ import numpy as np
 from glimpse.params import TOLERANCE
 from worker.engine.coalitions import Estimator, Fit
 from worker.engine.evaluate import Evaluator
-from worker.engine.uncertainty import kept_up_to_ties, top_sets
+from worker.engine.uncertainty import kept_up_to_ties, settled, top_sets
 
 GROWTH = 1.5
 FIRST_PER_SEGMENT = 4
@@ -104,16 +104,16 @@ def adaptive(
         if on_round is not None:
             on_round(evaluate.evaluations, fit)
         top = top_sets(fit.weights)
-        settled = m < 2 or (
+        converged = m < 2 or (
             fit.resolution is not None
-            and bool((fit.resolution <= tolerance).all())
+            and bool(settled(fit.resolution, tolerance).all())
             and previous_top is not None
             and kept_up_to_ties(fit.weights, previous_top, tolerance)
         )
-        if settled or budget >= max_samples:
+        if converged or budget >= max_samples:
             break
         previous_top = top
         # even budgets: Kernel SHAP's designs are then whole pairs, all kept by the next round
         budget = min(2 * ceil(budget * GROWTH / 2), max_samples)
     evaluate.finish()
-    return Spent(fit, evaluate.evaluations, f_empty, rounds=rounds, converged=settled)
+    return Spent(fit, evaluate.evaluations, f_empty, rounds=rounds, converged=converged)

@@ -184,6 +184,12 @@ def sandwich(
     return Errors(se, separated, resolution)
 
 
+def settled(resolution: np.ndarray, tolerance: float) -> np.ndarray:
+    """(k,) bool: each target's top k is settled within `tolerance` (module docstring); an
+    unknown (infinite) resolution never is."""
+    return np.asarray(resolution <= tolerance)
+
+
 def top_resolution(weights: np.ndarray, unresolved: np.ndarray) -> float:
     """weights: (m,); unresolved: Z·sd of the top-k/rest gaps not separated -> the share of
     Σ|weights| below which their order is not known (0: every pair separated; inf: nothing
