@@ -48,12 +48,19 @@ TOLERANCES = (0.03, 0.02, 0.01)
 PAIRS, LIME_SAMPLES = 150, 20_000  # bench/quality_scale.py's quick preset: its cache
 
 
-def parse(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def arguments(description: str, seeds: int) -> argparse.ArgumentParser:
+    """The options this bench shares with bench/calibration.py: which configurations,
+    methods and seeds."""
+    p = argparse.ArgumentParser(description=description)
     p.add_argument("--photos", nargs="+", help="only these photos of the configurations")
     p.add_argument("--segmentations", nargs="+", help="only these (slic50, quickshift)")
     p.add_argument("--methods", nargs="+", default=["lime", "kernel_shap"])
-    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1")
+    p.add_argument("--seeds", type=int, default=seeds, help="seeds 0..N-1")
+    return p
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = arguments(__doc__.split("\n\n")[0], seeds=3)
     p.add_argument("--max-samples", type=int, default=2000)
     p.add_argument("--out", type=Path, default=OUT)
     return p.parse_args(argv)
@@ -160,30 +167,41 @@ def run(scene: Scene, methods: list[str], seeds: int, max_samples: int) -> dict:
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse(argv)
+def scenes(args: argparse.Namespace) -> list[Scene]:
+    """CONFIGS as `Scene`s (black background), filtered by --photos and --segmentations."""
     from bench.quality import cached_model as model
 
+    return [
+        Scene(photo, seg, "black", model)
+        for photo, seg in CONFIGS
+        if (not args.photos or photo in args.photos)
+        and (not args.segmentations or seg in args.segmentations)
+    ]
+
+
+def write(
+    script: str, args: argparse.Namespace, argv: list[str] | None, body: dict, started: float
+) -> None:
+    """The results JSON at args.out, with the command that gave it (`script` and its
+    arguments) and its wall time."""
+    given = sys.argv[1:] if argv is None else argv
+    out = {"command": f"{script} " + " ".join(given), **body}
+    out["wall_seconds"] = round(time.perf_counter() - started, 1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=1) + "\n")
+    log(f"wrote {args.out}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
     started = time.perf_counter()
     results = []
-    for photo, seg in CONFIGS:
-        if (args.photos and photo not in args.photos) or (
-            args.segmentations and seg not in args.segmentations
-        ):
-            continue
-        scene = Scene(photo, seg, "black", model)
+    for scene in scenes(args):
         log(f"{scene.name}: m = {scene.m}")
         results.append(run(scene, args.methods, args.seeds, args.max_samples))
-    body = {
-        "command": "bench/settled.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "settings": {"seeds": args.seeds, "max_samples": args.max_samples, "pairs": PAIRS},
-        "tolerances": list(TOLERANCES),
-        "results": results,
-        "wall_seconds": round(time.perf_counter() - started, 1),
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(body, indent=1) + "\n")
-    log(f"wrote {args.out}")
+    settings = {"seeds": args.seeds, "max_samples": args.max_samples, "pairs": PAIRS}
+    body = {"settings": settings, "tolerances": list(TOLERANCES), "results": results}
+    write("bench/settled.py", args, argv, body, started)
 
 
 if __name__ == "__main__":

@@ -36,12 +36,16 @@ AUTO_MAX = 2000
 # --- Glimpse ---------------------------------------------------------------------------------
 def glimpse_fixed(estimator, game: Game, m: int, budget: int, seed: int) -> np.ndarray:
     """One fixed-budget design of Glimpse's engine (f(image) counted in the budget)."""
+    return glimpse_fit(estimator, game, m, budget, seed).weights[0]
+
+
+def glimpse_fit(estimator, game: Game, m: int, budget: int, seed: int):
+    """`glimpse_fixed`'s whole `Fit` (weights, standard errors, resolution)."""
     from worker.engine.rounds import fixed
 
     f_full = game(np.ones((1, m), bool))
     rng = np.random.default_rng(seed)
-    spent = fixed(estimator, m, _evaluator(game), f_full, rng, budget=budget)
-    return spent.fit.weights[0]
+    return fixed(estimator, m, _evaluator(game), f_full, rng, budget=budget).fit
 
 
 def _evaluator(game: Game):

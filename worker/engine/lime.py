@@ -15,10 +15,11 @@ from worker.engine.logistic_surrogate import (
     fit_logistic,
     population,
     population_fit,
+    refit,
     surrogate,
 )
 from worker.engine.regression import weighted_r2, weighted_ridge
-from worker.engine.uncertainty import ridge_errors
+from worker.engine.uncertainty import jackknife_groups, jackknife_variance, ridge_errors
 
 
 @dataclass(frozen=True)
@@ -69,21 +70,35 @@ class Lime:
         return Fit(coef, intercept, r2, errors.se, errors.separated, errors.resolution)
 
     def _adjusted(self, coalitions: Coalitions, y: np.ndarray) -> Fit:
-        """β_q(h) + lime's regression of y − h, h the logistic surrogate fitted to (z, y)."""
+        """β_q(h) + lime's regression of y − h, h the logistic surrogate fitted to (z, y).
+        Standard errors: the residual regression's sandwich (each residual from the
+        cross-validation surrogate that did not see its row) scaled to the total variance of
+        a delete-a-group jackknife of the whole estimate (the surrogate refitted at its τ
+        with each group of rows left out); logistic_surrogate.py."""
         z, w = coalitions.z, coalitions.weights
         k = y.shape[1]
-        theta, held_out = fit_logistic(z, y, w)
-        # one ridge for both residuals: of the surrogate fitted on every row (the estimate)
-        # and of the one that did not see the row (the standard errors: the in-sample ones
-        # shrink to nothing as the surrogate's coefficients approach the rows)
-        residuals = np.hstack([y - surrogate(theta, z), y - held_out])
-        coef_r, intercept_r, _ = weighted_ridge(z, residuals, w, self.alpha)
+        fitted = fit_logistic(z, y, w)
+        groups = jackknife_groups(coalitions.groups, len(z))
+        kept = [np.ones(len(z), bool)] + [groups != g for g in range(groups.max() + 1)]
+        thetas = [fitted.theta] + [
+            refit(z[keep], y[keep], w[keep], fitted.tau, fitted.theta) for keep in kept[1:]
+        ]
         pop = _population(z.shape[1], self.keep_probability, self.kernel_width)
-        coef_h, intercept_h = population_fit(theta, pop)
-        coef, intercept = coef_h + coef_r[:k], intercept_h + intercept_r[:k]
+        coef_h, intercept_h = population_fit(np.vstack(thetas), pop)  # one pass for all
+        # the estimate's residual regression, with the held-out residuals beside it
+        residuals = np.hstack([y - surrogate(fitted.theta, z), y - fitted.held_out])
+        coef_r, intercept_r, _ = weighted_ridge(z, residuals, w, self.alpha)
+        coef, intercept = coef_h[:k] + coef_r[:k], intercept_h[:k] + intercept_r[:k]
+        replicates = np.empty((len(kept) - 1, k, z.shape[1]))
+        for r, keep in enumerate(kept[1:]):
+            z_r, theta = z[keep], thetas[r + 1]
+            replicates[r] = (
+                coef_h[(r + 1) * k : (r + 2) * k]
+                + weighted_ridge(z_r, y[keep] - surrogate(theta, z_r), w[keep], self.alpha)[0]
+            )
         errors = ridge_errors(
             z, residuals[:, k:], w, self.alpha, coef_r[k:], intercept_r[k:], coalitions.groups,
-            ranked=coef,
+            ranked=coef, total=jackknife_variance(replicates) if len(replicates) > 1 else None,
         )  # fmt: skip
         score = weighted_r2(z, y, w, coef, intercept)
         return Fit(coef, intercept, score, errors.se, errors.separated, errors.resolution)

@@ -19,6 +19,14 @@ penalty make Σ u_g ≠ 0 at the solution).
 Rows that are not random (coalitions enumerated exactly, the unperturbed image) add no
 variance, so a fully enumerated Kernel SHAP has standard errors 0.
 
+An estimator that is more than one regression (LIME's regression adjustment fits a
+surrogate to the same rows first) is not that regression's variance: its scale comes from a
+delete-a-group jackknife of the whole estimate (`jackknife_groups`, `jackknife_variance`:
+the sampling units dealt into 40 groups, the estimate redone with each left out), its
+shape (which weights vary more, and together) from the sandwich, which sees every row: the
+jackknife's own covariance has only 39 degrees of freedom, and the largest of its noisy gap
+deviations would widen the resolution (`sandwich(total=…)`).
+
 Whether the top k is settled (num_samples "auto", rounds.py) is an indifference-zone rule
 (ranking and selection, Bechhofer 1954): every pair of a top-k weight and one outside is
 either separated at 95 % or measured precisely enough that a wrong order by more than
@@ -44,6 +52,9 @@ from worker.engine.regression import Reduced, chunk_rows
 TOP_K = 5
 #: Two-sided 95 %: the k-th weight exceeds the (k+1)-th by Z standard errors of the gap.
 Z = 1.96
+#: Groups of the delete-a-group jackknife (`jackknife_groups`), for estimators that are not
+#: one weighted least squares (LIME's regression-adjusted fit, logistic_surrogate.py).
+JACKKNIFE_GROUPS = 40
 
 
 @dataclass(frozen=True)
@@ -92,6 +103,7 @@ def sandwich(
     strata: np.ndarray | None = None,
     fraction: np.ndarray | None = None,
     leverage: float = 0.0,
+    total: np.ndarray | None = None,
 ) -> Errors:
     """Clustered (and stratified) sandwich standard errors and top-k separation.
 
@@ -102,7 +114,8 @@ def sandwich(
     feature (it must be linear); strata, fraction: (n,) stratum of each row and the share of
     its population drawn without replacement (None: one stratum, drawn with replacement);
     leverage: scale each unit's residuals by (I − H_g)^(−leverage) (`_leverage_adjusted`;
-    0: none). Returns `Errors`.
+    0: none); total: (k,) where given, each target's covariance is scaled to this total
+    variance, its shape kept (`jackknife_variance`). Returns `Errors`.
 
     The units are walked a chunk at a time (about CHUNK design entries), so memory does not
     grow with the number of rows: per target, the meat Σ_h f_h Σ_{g∈h} (u_g − ū_h)(u_g − ū_h)ᵀ
@@ -160,28 +173,64 @@ def sandwich(
         first = last
     expansion = np.eye(p) if expand is None else expand(np.eye(p))  # (p, m)
     to_weights = bread_inv @ expansion  # cov = toᵀ meat to
-    top = top_k(m)
-    se = np.zeros((k, m))
-    separated = np.zeros(k, bool)
-    resolution = np.zeros(k)
     centred = units > 1  # the fixed rows (and ridge's penalty) make Σu ≠ 0
+    covariances = []
     for t in range(k):
         means = totals[t][centred] / units[centred, None]
         meat_t = meat[t] - (means * (stratum_factor * units)[centred, None]).T @ means
         cov = to_weights.T @ meat_t @ to_weights
-        se[t] = np.sqrt(np.clip(np.diag(cov), 0.0, None))
-        if top >= 1:
-            ranked = np.argsort(-weights[t], kind="stable")
-            inside, outside = ranked[:top], ranked[top:]
-            gap = weights[t, inside][:, None] - weights[t, outside][None, :]
-            var = cov[inside, inside][:, None] + cov[outside, outside][None, :]
-            gap_sd = np.sqrt(np.clip(var - 2 * cov[np.ix_(inside, outside)], 0.0, None))
-            apart = gap > Z * gap_sd
-            separated[t] = bool(apart[-1, 0])
-            resolution[t] = top_resolution(weights[t], Z * gap_sd[~apart])
+        if total is not None:
+            trace = float(np.trace(cov))
+            cov = cov * (total[t] / trace) if trace > 0 else cov
+        covariances.append(cov)
+    return judged(np.asarray(covariances), weights)
+
+
+def judged(cov: np.ndarray, weights: np.ndarray) -> Errors:
+    """cov: (k, m, m) the weights' covariance per target; weights: (k, m) -> `Errors`: the
+    standard errors, the top k's separation and its resolution (module docstring)."""
+    k, m = weights.shape
+    top = top_k(m)
+    se = np.sqrt(np.clip(np.diagonal(cov, axis1=1, axis2=2), 0.0, None))
     if top < 1:
         return Errors(se, None, None)
+    separated = np.zeros(k, bool)
+    resolution = np.zeros(k)
+    for t in range(k):
+        ranked = np.argsort(-weights[t], kind="stable")
+        inside, outside = ranked[:top], ranked[top:]
+        gap = weights[t, inside][:, None] - weights[t, outside][None, :]
+        var = cov[t, inside, inside][:, None] + cov[t, outside, outside][None, :]
+        gap_sd = np.sqrt(np.clip(var - 2 * cov[t][np.ix_(inside, outside)], 0.0, None))
+        apart = gap > Z * gap_sd
+        separated[t] = bool(apart[-1, 0])
+        resolution[t] = top_resolution(weights[t], Z * gap_sd[~apart])
     return Errors(se, separated, resolution)
+
+
+def jackknife_groups(
+    groups: np.ndarray | None, n: int, count: int = JACKKNIFE_GROUPS
+) -> np.ndarray:
+    """(n,) the delete-a-group jackknife's group of each row: the sampling units (`groups`,
+    None: each row its own) dealt in turn, in order of first appearance, into min(count,
+    units) groups; -1 for rows that are not random (never left out)."""
+    ids = np.arange(n) if groups is None else np.asarray(groups)
+    out = np.full(n, -1, np.intp)
+    random = ids >= 0
+    if random.any():
+        _, first, unit = np.unique(ids[random], return_index=True, return_inverse=True)
+        rank = np.argsort(np.argsort(first, kind="stable"), kind="stable")  # unit -> order
+        out[random] = rank[unit.reshape(-1)] % min(count, len(first))
+    return out
+
+
+def jackknife_variance(replicates: np.ndarray) -> np.ndarray:
+    """replicates: (G, k, m) the estimate with each of G jackknife groups left out (G >= 2)
+    -> (k,) the delete-a-group jackknife's total variance of each target's weights,
+    (G − 1)/G Σ_g ‖β_g − β̄‖² (Kott 2001)."""
+    g = len(replicates)
+    spread = replicates - replicates.mean(axis=0)
+    return np.asarray(np.einsum("gkm,gkm->k", spread, spread) * (g - 1) / g)
 
 
 def settled(resolution: np.ndarray, tolerance: float) -> np.ndarray:
@@ -239,10 +288,11 @@ def ridge_errors(
     intercept: np.ndarray,
     groups: np.ndarray | None,
     ranked: np.ndarray | None = None,
+    total: np.ndarray | None = None,
 ) -> Errors:
     """Standard errors of `regression.weighted_ridge`'s coef (k, m); see `sandwich`.
     ranked: the weights whose top k is judged (default coef; a regression-adjusted fit
-    passes its total weights and the residuals' coef)."""
+    passes its total weights and the residuals' coef); total: as `sandwich`'s."""
     x = x.astype(np.float64)
     w = w.astype(np.float64)
     xc = x - (w @ x) / w.sum()
@@ -250,7 +300,8 @@ def ridge_errors(
     gram[np.diag_indices_from(gram)] += alpha
     bread_inv = np.linalg.pinv(gram, hermitian=True)
     residual = y.astype(np.float64) - (x @ coef.T + intercept[None, :])
-    return sandwich(xc, w, residual, bread_inv, groups, coef if ranked is None else ranked)
+    ranked = coef if ranked is None else ranked
+    return sandwich(xc, w, residual, bread_inv, groups, ranked, total=total)
 
 
 def constrained_wls_errors(

@@ -162,6 +162,18 @@ def test_the_adjusted_fit_estimates_limes_estimand_whatever_the_surrogate_misses
     assert np.mean(np.abs(z) < 2.58) > 0.9  # 99 % intervals cover most of the time
 
 
+def test_the_adjusted_fits_standard_errors_are_its_seed_to_seed_spread() -> None:
+    """The surrogate is fitted to the same rows, so the residual regression's own variance
+    is not the estimate's: the jackknife of the whole estimate (uncertainty.py) states the
+    spread the weights really have from seed to seed, neither much more nor less."""
+    m, n, seeds = 30, 500, range(24)
+    adjusted = fits(logistic_game(m, interactions=2.0), m, n, seeds, "logistic")
+    spread = np.std([f.weights for f in adjusted], axis=0, ddof=1)
+    stated = np.sqrt(np.mean([f.se**2 for f in adjusted], axis=0))
+    ratio = np.sqrt(np.mean(stated**2) / np.mean(spread**2))
+    assert 0.8 < ratio < 1.4, ratio
+
+
 def test_the_score_is_the_weighted_r2_of_the_returned_line() -> None:
     m, n = 20, 300
     game = logistic_game(m, interactions=1.0)

@@ -13,7 +13,14 @@ from glimpse.params import TOLERANCE, parse_params
 from worker.engine.explain import explain
 from worker.engine.kernel_shap import KernelShap
 from worker.engine.lime import Lime
-from worker.engine.uncertainty import kept_up_to_ties, top_resolution, top_sets
+from worker.engine.uncertainty import (
+    jackknife_groups,
+    jackknife_variance,
+    kept_up_to_ties,
+    ridge_errors,
+    top_resolution,
+    top_sets,
+)
 
 M = 10
 A = np.linspace(1.0, 0.1, M)
@@ -164,3 +171,48 @@ def test_a_swap_counts_as_kept_only_inside_the_indifference_zone() -> None:
         w, [frozenset({0, 1, 2, 3, 5})], TOLERANCE
     )  # 5 left, 0.001 below the 5th
     assert not kept_up_to_ties(w, [frozenset({0, 1, 2, 3, 6})], TOLERANCE)  # 6 is 0.5 below
+
+
+def test_the_jackknife_deals_sampling_units_whole_and_never_leaves_out_fixed_rows() -> None:
+    units = np.array([-1, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4])  # pairs; row 0 is not random
+    assert jackknife_groups(units, len(units), count=3).tolist() == [
+        -1,
+        0,
+        0,
+        1,
+        1,
+        2,
+        2,
+        0,
+        0,
+        1,
+        1,
+    ]
+    assert jackknife_groups(None, 4, count=10).tolist() == [0, 1, 2, 3]  # fewer units than groups
+    shuffled = np.array([7, 3, 7, 3, -1, 5])  # units in order of first appearance
+    assert jackknife_groups(shuffled, 6, count=2).tolist() == [0, 1, 0, 1, -1, 0]
+
+
+def test_the_delete_a_group_jackknife_of_a_mean_is_its_group_means_variance() -> None:
+    """For a mean, leaving out group g moves it by −(ḡ_g − x̄)/(G − 1), so the jackknife's
+    variance is exactly Σ_g (ḡ_g − x̄)² / (G (G − 1)), summed over the weights."""
+    n, g = 120, 8
+    x = np.random.default_rng(0).normal(size=(n, 2, 6))  # 2 targets, 6 weights
+    groups = jackknife_groups(None, n, count=g)
+    replicates = np.stack([x[groups != i].mean(axis=0) for i in range(g)])
+    means = np.stack([x[groups == i].mean(axis=0) for i in range(g)])
+    expected = ((means - x.mean(axis=0)) ** 2).sum(axis=(0, 2)) / (g * (g - 1))
+    np.testing.assert_allclose(jackknife_variance(replicates), expected, rtol=1e-12)
+
+
+def test_a_total_variance_rescales_the_sandwich_and_keeps_its_shape() -> None:
+    c = Lime(surrogate="none").sample(M, 300, np.random.default_rng(0))
+    y = nonadditive(c.z)
+    lime = Lime(surrogate="none")
+    plain = lime.fit(c, y, y[0], None)
+    coef, intercept = plain.weights, plain.base_value
+    scaled = ridge_errors(c.z, y, c.weights, 1.0, coef, intercept, c.groups, total=np.array([2.0]))
+    assert (scaled.se**2).sum() == pytest.approx(2.0)
+    np.testing.assert_allclose(scaled.se / plain.se, np.sqrt(2.0 / (plain.se**2).sum()))
+    assert scaled.resolution is not None and plain.resolution is not None
+    assert scaled.resolution[0] > plain.resolution[0]  # wider errors, wider zone
