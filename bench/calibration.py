@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.scale.estimators import glimpse_fit  # noqa: E402
 from bench.scale.runner import log  # noqa: E402
-from bench.settled import arguments, scenes, write  # noqa: E402
+from bench.settled import arguments, estimator, scenes, write  # noqa: E402
 
 OUT = REPO / "bench" / "results" / "calibration.json"
 
@@ -40,13 +40,6 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--budget", type=int, default=1000)
     p.add_argument("--out", type=Path, default=OUT)
     return p.parse_args(argv)
-
-
-def estimator(method: str):
-    from worker.engine.kernel_shap import KernelShap
-    from worker.engine.lime import Lime
-
-    return {"lime": Lime, "kernel_shap": KernelShap}[method]()
 
 
 class Timed:

@@ -66,6 +66,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def estimator(method: str):
+    """Glimpse's estimator for a --methods name (lime, kernel_shap), at its defaults."""
+    from worker.engine.kernel_shap import KernelShap
+    from worker.engine.lime import Lime
+
+    return {"lime": Lime, "kernel_shap": KernelShap}[method]()
+
+
 def holds(weights: np.ndarray, resolution: float, ref: Reference, *, noise: bool) -> bool:
     """The indifference-zone guarantee against the reference: no superpixel outside the
     estimate's top 5 exceeds one inside by more than resolution · Σ|weights| (plus 1.96
@@ -99,9 +107,6 @@ def at_budget(rounds: list[dict], budget: int) -> float | None:
 def auto_rounds(oracle, m: int, method: str, seed: int, max_samples: int, ref: Reference):
     """auto's rounds to max_samples (tolerance 0: it stops early only where every top/rest
     pair is separated, settled at any tolerance)."""
-    from worker.engine.kernel_shap import KernelShap
-    from worker.engine.lime import Lime
-
     rounds: list[dict] = []
 
     def seen(evaluations: int, fit) -> None:
@@ -118,9 +123,14 @@ def auto_rounds(oracle, m: int, method: str, seed: int, max_samples: int, ref: R
             }
         )
 
-    estimator = Lime() if method == "lime" else KernelShap()
     glimpse_auto(
-        oracle, m, seed, max_samples=max_samples, estimator=estimator, tolerance=0.0, on_round=seen
+        oracle,
+        m,
+        seed,
+        max_samples=max_samples,
+        estimator=estimator(method),
+        tolerance=0.0,
+        on_round=seen,
     )
     return rounds
 

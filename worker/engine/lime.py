@@ -76,26 +76,24 @@ class Lime:
         a delete-a-group jackknife of the whole estimate (the surrogate refitted at its τ
         with each group of rows left out); logistic_surrogate.py."""
         z, w = coalitions.z, coalitions.weights
-        k = y.shape[1]
+        k, m = y.shape[1], z.shape[1]
         fitted = fit_logistic(z, y, w)
         groups = jackknife_groups(coalitions.groups, len(z))
-        kept = [np.ones(len(z), bool)] + [groups != g for g in range(groups.max() + 1)]
-        thetas = [fitted.theta] + [
-            refit(z[keep], y[keep], w[keep], fitted.tau, fitted.theta) for keep in kept[1:]
-        ]
-        pop = _population(z.shape[1], self.keep_probability, self.kernel_width)
-        coef_h, intercept_h = population_fit(np.vstack(thetas), pop)  # one pass for all
+        left_out = [groups != g for g in range(groups.max() + 1)]
+        thetas = [refit(z[keep], y[keep], w[keep], fitted.tau, fitted.theta) for keep in left_out]
+        pop = _population(m, self.keep_probability, self.kernel_width)
+        # the surrogates' LIME weights in one pass: the estimate's, then each replicate's
+        coef_h, intercept_h = population_fit(np.vstack([fitted.theta, *thetas]), pop)
+        coef_h = coef_h.reshape(-1, k, m)
         # the estimate's residual regression, with the held-out residuals beside it
         residuals = np.hstack([y - surrogate(fitted.theta, z), y - fitted.held_out])
         coef_r, intercept_r, _ = weighted_ridge(z, residuals, w, self.alpha)
-        coef, intercept = coef_h[:k] + coef_r[:k], intercept_h[:k] + intercept_r[:k]
-        replicates = np.empty((len(kept) - 1, k, z.shape[1]))
-        for r, keep in enumerate(kept[1:]):
-            z_r, theta = z[keep], thetas[r + 1]
-            replicates[r] = (
-                coef_h[(r + 1) * k : (r + 2) * k]
-                + weighted_ridge(z_r, y[keep] - surrogate(theta, z_r), w[keep], self.alpha)[0]
-            )
+        coef, intercept = coef_h[0] + coef_r[:k], intercept_h[:k] + intercept_r[:k]
+        replicates = np.empty((len(left_out), k, m))
+        for r, (keep, theta) in enumerate(zip(left_out, thetas, strict=True)):
+            z_r = z[keep]
+            residual = y[keep] - surrogate(theta, z_r)
+            replicates[r] = coef_h[r + 1] + weighted_ridge(z_r, residual, w[keep], self.alpha)[0]
         errors = ridge_errors(
             z, residuals[:, k:], w, self.alpha, coef_r[k:], intercept_r[k:], coalitions.groups,
             ranked=coef, total=jackknife_variance(replicates) if len(replicates) > 1 else None,

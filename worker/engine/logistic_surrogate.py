@@ -121,11 +121,8 @@ def refit(
     `fit_logistic`'s fit without its choice of τ (the jackknife's replicates)."""
     x = _design(z)
     w = w.astype(np.float64)
-    return np.asarray(
-        [_fit(x, target, w, float(tau), first) for target, tau, first in zip(
-            y.T.astype(np.float64), taus, start, strict=True
-        )]
-    )  # fmt: skip
+    targets = zip(y.T.astype(np.float64), taus, start, strict=True)
+    return np.asarray([_fit(x, target, w, float(tau), first) for target, tau, first in targets])
 
 
 def _fit(
